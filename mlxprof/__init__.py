@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Profiler", "Recording", "load", "provenance"]
+__all__ = ["Profiler", "Recording", "load", "EvalLock", "MlxprofError", "provenance"]
 
 
 def __getattr__(name):  # lazy public API (PEP 562)
@@ -24,6 +24,12 @@ def __getattr__(name):  # lazy public API (PEP 562)
     if name in ("Recording", "load"):
         from mlxprof import recording
         return getattr(recording, name)
+    if name == "EvalLock":
+        from mlxprof.lock import EvalLock
+        return EvalLock
+    if name == "MlxprofError":
+        from mlxprof.events import MlxprofError
+        return MlxprofError
     if name in ("models", "generate", "bench", "provenance", "optimize"):
         import importlib
         return importlib.import_module(f"mlxprof.{name}")

@@ -1,0 +1,191 @@
+"""The `mlxprof` command (also `python -m mlxprof`): argument parsing only.
+
+    mlxprof bench                      # embedded default -> out/bench.json
+    mlxprof bench --models qwen3-8b --scale tiny --loops sync,pipelined --tokens 16
+    mlxprof models list
+    mlxprof models fetch smollm2-135m
+
+Bad input gives one line `mlxprof <cmd>: error: ...` on stderr and exit code 2
+(set MLXPROF_DEBUG=1 to get the traceback instead).
+
+Example:
+    >>> from mlxprof.cli import main
+    >>> main(["bench", "--tokens", "0"])            # doctest: +SKIP
+    2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_OUT = "out/bench.json"
+
+
+class _UsageError(Exception):
+    """Raised instead of argparse's print-usage-and-exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_bench(sub) -> None:
+    from mlxprof.bench import DEFAULT
+
+    p = sub.add_parser(
+        "bench", help="time decode loops side by side (default: the README run)",
+        description="Time decode loops on models, interleaved repetitions, "
+                    "ratios to a baseline measured in the same run.")
+    p.add_argument("--models", type=_csv_list, default=",".join(DEFAULT.models),
+                   help="comma-separated model names (default: %(default)s)")
+    p.add_argument("--scale", default=DEFAULT.scale,
+                   help="tiny, small or full (default: %(default)s)")
+    p.add_argument("--loops", type=_csv_list, default=",".join(DEFAULT.loops),
+                   help="comma-separated loop names (default: %(default)s)")
+    p.add_argument("--baseline", default=DEFAULT.baseline,
+                   help="loop the ratios divide by, or 'none' (default: %(default)s)")
+    p.add_argument("--tokens", type=int, default=DEFAULT.tokens,
+                   help="decode tokens per run, >= 2 (default: %(default)s)")
+    p.add_argument("--prompt-tokens", type=int, default=DEFAULT.prompt_tokens,
+                   help="prompt length (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=DEFAULT.reps,
+                   help="interleaved repetitions (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=DEFAULT.warmup,
+                   help="warm-up runs per loop (default: %(default)s)")
+    p.add_argument("--warmup-tokens", type=int, default=DEFAULT.warmup_tokens,
+                   help="tokens per warm-up run, capped at --tokens "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT.seed,
+                   help="seed of the weights and the prompt (default: %(default)s)")
+    p.add_argument("--dtype", default=DEFAULT.dtype,
+                   help="float type of the weights: auto (float32 on the CPU "
+                        "backend, bfloat16 on a GPU), bfloat16, float16, float32 "
+                        "(default: %(default)s)")
+    p.add_argument("--bandwidth-gbs", type=float, default=None,
+                   help="memory bandwidth for the roofline (default: known-"
+                        "devices table)")
+    p.add_argument("--profile", action="store_true",
+                   help="one extra profiled pass per cell (evals, syncs, ops, "
+                        "host/submit/blocked ms per token)")
+    p.add_argument("--save-recordings", metavar="DIR", default=None,
+                   help="save each profiled pass there (implies --profile)")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help="JSON output (default: %(default)s)")
+    p.add_argument("--csv", default=None,
+                   help="CSV output (default: --out with .csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list or fetch models")
+    msub = p.add_subparsers(dest="models_cmd", metavar="{list,fetch}",
+                            parser_class=_Parser)
+    msub.required = True
+    msub.add_parser("list", help="known model names and scales")
+    f = msub.add_parser("fetch", help="download a real model into the cache")
+    f.add_argument("name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `mlxprof` (errors raise instead of exiting)."""
+    parser = _Parser(prog="mlxprof", description="Profile and benchmark MLX "
+                     "language-model decoding.")
+    sub = parser.add_subparsers(dest="cmd", metavar="{bench,models}",
+                                parser_class=_Parser)
+    sub.required = True
+    _add_bench(sub)
+    _add_models(sub)
+    return parser
+
+
+def _bench_config(args):
+    from mlxprof.bench import BenchConfig
+
+    baseline = None if str(args.baseline).lower() == "none" else args.baseline
+    return BenchConfig(
+        models=args.models, scale=args.scale, loops=args.loops, baseline=baseline,
+        tokens=args.tokens, prompt_tokens=args.prompt_tokens, reps=args.reps,
+        warmup=args.warmup, warmup_tokens=args.warmup_tokens, seed=args.seed,
+        dtype=args.dtype, bandwidth_gbs=args.bandwidth_gbs,
+        profile=args.profile or bool(args.save_recordings),
+        save_recordings=args.save_recordings)
+
+
+def _cmd_bench(args) -> int:
+    from mlxprof import bench
+
+    cfg = _bench_config(args)
+    csv_path = args.csv or str(Path(args.out).with_suffix(".csv"))
+    bench.check_config(cfg)               # everything checked before any work
+    bench.check_writable(args.out)
+    bench.check_writable(csv_path)
+    result = bench.run(config=cfg, progress=not args.no_progress)
+    print(result.table())
+    result.to_json(args.out)
+    result.to_csv(csv_path)
+    print(f"\nwrote {args.out} and {csv_path}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from mlxprof import models
+
+    if args.models_cmd == "list":
+        print("models: " + ", ".join(models.NAMES))
+        print("scales: " + ", ".join(models.SCALES))
+        print("or any local path / repo id that mlx_lm.load accepts")
+        return 0
+    out = models.fetch(args.name)
+    if out is not None:
+        print(out)
+    return 0
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the `mlxprof` command; returns the exit code.
+
+    Example:
+        >>> main(["models", "list"])                    # doctest: +SKIP
+        0
+    """
+    from mlxprof.bench import BenchError
+
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    prog = f"mlxprof {args.cmd}"
+    try:
+        if args.cmd == "bench":
+            return _cmd_bench(args)
+        return _cmd_models(args)
+    except (BenchError, FileNotFoundError, ValueError) as err:
+        if os.environ.get("MLXPROF_DEBUG"):
+            raise
+        return _fail(prog, _one_line(err))
+    except KeyboardInterrupt:
+        return _fail(prog, "interrupted")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Random-weight models built from mlx-lm's own model classes.
+
+The model is constructed lazily (nothing evaluated), every parameter is
+replaced by a seeded random bf16 array, the model is quantized like the MLX
+4-bit releases (mlx-lm's ``quantize_model`` with the model's own
+``quant_predicate``: affine 4-bit, group 64; Qwen3.5's router gates
+``mlp.gate`` and ``shared_expert_gate`` at 8 bits), and only then evaluated,
+one layer at a time: peak memory stays near the final quantized size plus one
+layer in bf16, so the full Qwen3.5-35B-A3B builds on an 80 GB GPU.
+
+Weights are deterministic for a seed: each parameter draws from its own key,
+derived from the seed and the parameter's path.
+
+Example:
+    >>> from mlxprof.models.configs import model_config
+    >>> model, cfg = build(model_config("qwen3-8b", "tiny"), seed=0)
+    >>> cfg["quantization"]["bits"]
+    4
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import zlib
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+
+OUT_PROJ = ("o_proj", "down_proj", "out_proj")
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+def model_classes(config: dict):
+    """(Model, ModelArgs) of mlx-lm for ``config['model_type']``."""
+    from mlx_lm.utils import _get_classes
+    return _get_classes(config)
+
+
+def construct(config: dict) -> nn.Module:
+    """The mlx-lm model for ``config``, lazily (no parameter evaluated)."""
+    model_cls, args_cls = model_classes(config)
+    return model_cls(args_cls.from_dict(config))
+
+
+def _key(seed: int, path: str) -> mx.array:
+    return mx.random.key((seed & 0xFFFFFFFF) << 32 | zlib.crc32(path.encode()))
+
+
+def init_param(path: str, arr: mx.array, seed: int, n_layers: int,
+               dtype=mx.bfloat16) -> mx.array:
+    """A seeded random value for one parameter, scaled so bf16 stays finite.
+
+    Norm weights and ``dt_bias`` are ones; ``A_log`` is log U(1, 16) in
+    float32 (as in the real checkpoints); matrices are uniform with variance
+    1/fan_in, output projections further scaled by 1/sqrt(2 * n_layers) so
+    the residual stream stays bounded over 40+ layers; the embedding has
+    variance 1.
+    """
+    key, shape, name = _key(seed, path), arr.shape, path.rsplit(".", 1)[-1]
+    if name == "A_log":
+        return mx.log(mx.random.uniform(1.0, 16.0, shape, key=key))
+    if name == "bias":
+        return mx.zeros(shape, dtype=dtype)
+    if name == "dt_bias" or arr.ndim == 1:
+        return mx.ones(shape, dtype=dtype)
+    if "embed_tokens" in path:
+        std = 1.0
+    elif "conv1d" in path:
+        std = 1.0 / math.sqrt(shape[1])
+    else:
+        std = 1.0 / math.sqrt(shape[-1])
+        if any(f".{p}." in path for p in OUT_PROJ):
+            std /= math.sqrt(2 * n_layers)
+    a = std * math.sqrt(3.0)  # uniform with this std: 4x faster than normal
+    return mx.random.uniform(-a, a, shape, dtype=dtype, key=key)
+
+
+def init_weights(model: nn.Module, seed: int, n_layers: int,
+                 dtype=mx.bfloat16) -> None:
+    """Replace every parameter of ``model`` by its lazy seeded random value."""
+    params = tree_flatten(model.parameters())
+    new = [(p, init_param(p, a, seed, n_layers, dtype)) for p, a in params]
+    model.update(tree_unflatten(new))
+
+
+def quantize(model: nn.Module, config: dict, recipe: dict) -> dict:
+    """Quantize like mlx-lm's convert (its own predicate); return the config.
+
+    The returned config carries mlx-lm's ``quantization`` entry (per-path
+    overrides included), so ``mlx_lm.utils.save_config`` writes a config
+    that ``mlx_lm.load`` reads back.
+    """
+    from mlx_lm.utils import quantize_model
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints bits/weight
+        _, qcfg = quantize_model(model, config, recipe["group_size"],
+                                 recipe["bits"], mode=recipe.get("mode", "affine"))
+    return qcfg
+
+
+def layer_groups(model: nn.Module) -> list[list[mx.array]]:
+    """Parameters grouped by layer (one group per layer, one per other tensor)."""
+    groups: dict[str, list[mx.array]] = {}
+    for path, arr in tree_flatten(model.parameters()):
+        m = _LAYER.search(path)
+        groups.setdefault(m.group(0) if m else path, []).append(arr)
+    return list(groups.values())
+
+
+def materialize(model: nn.Module) -> None:
+    """Evaluate the lazy parameters one layer at a time, freeing bf16 sources."""
+    for group in layer_groups(model):
+        mx.eval(group)
+        mx.clear_cache()
+
+
+def placeholders(model: nn.Module) -> None:
+    """Swap every parameter for a zero-stride array of its shape and dtype.
+
+    The model then has the exact quantized structure (shapes, dtypes, byte
+    sizes) at almost no memory: good for counting ops in the lazy graph of a
+    step or bytes per token at full scale, but it must NEVER be evaluated
+    (the kernels would read past the one real element).
+    """
+    params = tree_flatten(model.parameters())
+    new = [(p, mx.broadcast_to(mx.zeros((), a.dtype), a.shape)) for p, a in params]
+    mx.eval([a for _, a in new])
+    model.update(tree_unflatten(new))
+
+
+def n_layers(config: dict) -> int:
+    """Number of decoder layers of a (possibly nested) config."""
+    return config.get("text_config", config)["num_hidden_layers"]
+
+
+def build(config: dict, seed: int = 0, recipe: dict | None = None,
+          shapes_only: bool = False, dtype=mx.bfloat16) -> tuple[nn.Module, dict]:
+    """Build a seeded, quantized random-weight mlx-lm model for ``config``.
+
+    Returns ``(model, config_with_quantization)``. With ``shapes_only`` the
+    weights are zero-stride placeholders (see :func:`placeholders`).
+
+    Example:
+        >>> from mlxprof.models.configs import model_config
+        >>> m, _ = build(model_config("qwen3-8b", "full"), shapes_only=True)
+        >>> m.lm_head.weight.shape
+        (151936, 512)
+    """
+    recipe = recipe or {"group_size": 64, "bits": 4, "mode": "affine"}
+    model = construct(config)
+    init_weights(model, seed, n_layers(config), dtype)  # lazy: costs nothing yet
+    qcfg = quantize(model, config, recipe)
+    if shapes_only:
+        placeholders(model)
+    else:
+        materialize(model)
+    model.eval()
+    return model, qcfg

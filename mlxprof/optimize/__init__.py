@@ -1,0 +1,131 @@
+"""Model rewrites for fast decoding: `optimize_model(model) -> model`.
+
+The returned model computes what the mlx-lm model computes (to bf16
+rounding), with fewer primitives and less Python per decoded token:
+
+* fused projections (one quantized matmul where mlx-lm runs several on the
+  same input): q/k/v(/gate); MLP gate+up; GDN qkv+z+b+a; MoE router +
+  shared-expert gate (both 8-bit); the experts' gate+up in one gather_qmm;
+  optionally the shared expert as one more expert in the same gather_qmm;
+* at decode (one token), each layer runs as `mx.compile`d pieces with static
+  shapes (a GDN layer in one piece, with its conv and recurrent states passed
+  explicitly; an attention layer in two pieces around the cache update and
+  sdpa); views (reshape/transpose/expand) dropped where L=1 makes them no-ops;
+* the GDN recurrence as broadcast ops (no repeat copies), or as the core
+  `mx.fast.gated_delta_update` where the backend has a kernel for it.
+
+Prefill (more than one token) runs the same fused weights with mlx-lm's math,
+uncompiled. The cache is mlx-lm's own (`make_cache()` returns what
+`make_prompt_cache` makes for the original), and the call convention is
+mlx-lm's, so `generate_step` and mlxprof's loops run the result unchanged.
+
+Reversible: the input model is never modified (weights are shared where no
+fusion is needed; fused weights are new arrays built once);
+`unoptimize(opt)` returns the original. Unknown architectures raise
+`UnsupportedModelError` (a ValueError) naming the supported ones; with
+`strict=False` the input comes back unchanged, with a warning.
+
+Example:
+    >>> import mlxprof.optimize as mo
+    >>> sorted(mo.SUPPORTED)[:3]
+    ['llama', 'qwen3', 'qwen3_5']
+    >>> # fast = mo.optimize_model(model); mo.unoptimize(fast) is model -> True
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import mlx.core as mx
+
+__all__ = ["Options", "optimize_model", "unoptimize", "is_optimized",
+           "SUPPORTED", "UnsupportedModelError"]
+
+SUPPORTED = ("llama", "qwen3", "qwen3_moe", "qwen3_5", "qwen3_5_moe", "qwen3_next")
+
+
+class UnsupportedModelError(ValueError):
+    """optimize_model() does not know this architecture."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Which levers optimize_model() applies.
+
+    Exact-math levers (on by default): fused projections, compile, merged
+    q/k norm. gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's
+    math as broadcast ops), "algebraic" (same math regrouped: fewer
+    kernels, float32 rounding differs), "fast" (mx.fast.gated_delta_update,
+    one kernel where the backend has one), "cuda" (our CUDA kernel,
+    cuda_gdn.py), "auto" ("fast" if the probe finds a kernel, else "cuda"
+    on a CUDA GPU if its self-check passes, else "ops").
+    router="topk_softmax" takes top-k on the logits and a softmax over
+    them (2 kernels fewer; may pick a different expert at bf16 ties of the
+    probabilities); combine="matmul" sums the experts' outputs with one
+    matmul. shared_in_switch makes Qwen3.5's shared expert expert number E
+    of the switch weights (copies every expert tensor once: memory).
+    """
+
+    fuse_qkv: bool = True
+    fuse_gate_up: bool = True
+    fuse_gdn_proj: bool = True
+    fuse_router: bool = True
+    fuse_experts: bool = True
+    shared_in_switch: bool = False
+    merge_qk_norm: bool = True
+    compile: bool = True
+    gated_delta: str = "auto"
+    router: str = "exact"
+    combine: str = "exact"
+
+
+def _check(o: Options) -> None:
+    choices = {"gated_delta": ("auto", "ops", "algebraic", "fast", "cuda"),
+               "router": ("exact", "topk_softmax"), "combine": ("exact", "matmul")}
+    for name, ok in choices.items():
+        if getattr(o, name) not in ok:
+            raise ValueError(f"{name} must be one of {ok}, got {getattr(o, name)!r}")
+
+
+def is_optimized(model) -> bool:
+    """True for a model returned by optimize_model()."""
+    from .model import OptimizedModel
+    return isinstance(model, OptimizedModel)
+
+
+def unoptimize(model):
+    """The original mlx-lm model behind an optimized one (else `model`)."""
+    return model.original if is_optimized(model) else model
+
+
+def architecture(model) -> str:
+    """mlx-lm architecture name of `model` (its module name), e.g. 'qwen3'."""
+    mod = type(model).__module__
+    if mod.startswith("mlx_lm.models."):
+        return mod.rsplit(".", 1)[-1]
+    return str(getattr(model, "model_type", type(model).__name__))
+
+
+def optimize_model(model, options: Options | None = None, *, strict: bool = True,
+                   **overrides):
+    """An optimized copy of an mlx-lm model (see the module doc).
+
+    `options` / keyword overrides pick levers (Options fields). Raises
+    UnsupportedModelError for an unknown architecture (or warns and returns
+    `model` unchanged with strict=False). Optimizing an optimized model
+    re-optimizes its original.
+    """
+    opts = replace(options or Options(), **overrides)
+    _check(opts)
+    model = unoptimize(model)
+    arch = architecture(model)
+    if arch not in SUPPORTED:
+        msg = (f"optimize_model: unsupported architecture {arch!r} "
+               f"({type(model).__module__}.{type(model).__name__}); "
+               f"supported: {', '.join(SUPPORTED)}")
+        if strict:
+            raise UnsupportedModelError(msg)
+        warnings.warn(msg + "; returning the model unchanged", stacklevel=2)
+        return model
+    from .build import build
+    return build(model, arch, opts)

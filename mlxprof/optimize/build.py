@@ -1,0 +1,83 @@
+"""Walk an mlx-lm model and build its OptimizedModel (see __init__.py).
+
+Example:
+    >>> # build(model, "qwen3", Options())  -- use optimize_model() instead
+"""
+from __future__ import annotations
+
+import mlx.core as mx
+
+from . import UnsupportedModelError
+from .attention import Attention
+from .ffn import MLP, MoE
+from .fuse import fuse_linears
+from .gdn import GatedDeltaNet
+from .layers import AttentionLayer, GDNLayer
+from .model import Embedding, OptimizedModel
+from .probe import fast_gated_delta_is_fused
+
+
+def _parts(model, arch):
+    """(inner model with embed_tokens/layers/norm, lm_head or None, args)."""
+    if arch in ("qwen3_5", "qwen3_5_moe"):
+        lm = getattr(model, "language_model", model)   # Model or TextModel
+        inner, args = lm.model, lm.args
+        if getattr(inner, "pipeline_size", 1) != 1:
+            raise UnsupportedModelError("pipelined (distributed) models are not supported")
+    else:
+        lm, inner, args = model, model.model, model.args
+    head = None if args.tie_word_embeddings else lm.lm_head
+    return inner, head, args
+
+
+def _check_local(*mods):
+    for m in mods:
+        if getattr(m, "sharding_group", None) is not None:
+            raise UnsupportedModelError("sharded (distributed) models are not supported")
+
+
+def _ffn(mlp, o):
+    _check_local(mlp)
+    if hasattr(mlp, "switch_mlp"):
+        return MoE(mlp, fuse_router=o.fuse_router, fuse_experts=o.fuse_experts,
+                   shared_in_switch=o.shared_in_switch, router=o.router,
+                   combine=o.combine)
+    if hasattr(mlp, "gate_proj"):
+        return MLP.from_mlx_lm(mlp, fuse=o.fuse_gate_up)
+    raise UnsupportedModelError(f"unsupported feed-forward block {type(mlp).__name__}")
+
+
+def _recurrence(la, o) -> str:
+    """The GDN decode recurrence to use (Options.gated_delta, "auto" resolved)."""
+    if o.gated_delta != "auto":
+        return o.gated_delta
+    heads = (la.num_k_heads, la.num_v_heads, la.head_k_dim, la.head_v_dim)
+    if fast_gated_delta_is_fused(*heads):
+        return "fast"
+    if mx.default_device() == mx.gpu and mx.cuda.is_available() \
+            and la.head_k_dim % 32 == 0:
+        from .cuda_gdn import self_check
+        if self_check(*heads) < 1e-3:
+            return "cuda"
+    return "ops"
+
+
+def _layer(layer, o):
+    ffn = _ffn(layer.mlp, o)
+    if getattr(layer, "is_linear", False):
+        la = layer.linear_attn
+        _check_local(la)
+        mixer = GatedDeltaNet(la, fuse=o.fuse_gdn_proj, recurrence=_recurrence(la, o))
+        return GDNLayer(layer, mixer, ffn, "ssm", o.compile)
+    mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
+    kind = "swa" if getattr(layer, "use_sliding", False) else "fa"
+    return AttentionLayer(layer, mixer, ffn, kind, o.compile)
+
+
+def build(model, arch: str, o) -> OptimizedModel:
+    inner, head, args = _parts(model, arch)
+    layers = [_layer(l, o) for l in inner.layers]
+    mx.eval([l.parameters() for l in layers])
+    lm_head = fuse_linears([head]) if head is not None else None
+    return OptimizedModel(model, Embedding(inner.embed_tokens), layers,
+                          inner.norm, lm_head, args, arch, o, compile_=o.compile)

@@ -1,0 +1,194 @@
+"""Feed-forward blocks with fused projections: dense SwiGLU MLP and MoE.
+
+`MLP`:  gate_proj + up_proj -> one matmul, then swiglu, then down_proj.
+`MoE`:  router gate (+ Qwen3.5's shared_expert_gate, both 8-bit) -> one
+        matmul; the experts' gate + up -> one gather_qmm; optionally the
+        shared expert becomes expert number E of the switch weights (when it
+        has the experts' width), so it rides in the same two gather_qmm calls.
+
+The math (dtypes, order of operations) follows mlx-lm's Qwen3NextMLP /
+SwitchGLU / Qwen3NextSparseMoeBlock / Qwen3MoeSparseMoeBlock.
+
+Example:
+    >>> from mlx_lm.models.qwen3 import MLP as Ref
+    >>> ref = Ref(64, 128); m = MLP.from_mlx_lm(ref)
+    >>> x = mx.ones((1, 1, 64))
+    >>> bool(mx.allclose(m(x), ref(x), atol=1e-5))
+    True
+"""
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .fuse import fuse_linears, fuse_switch
+
+__all__ = ["MLP", "MoE", "swiglu"]
+
+
+def swiglu(gate, up):
+    """silu(gate) * up, as mlx-lm's activations.swiglu."""
+    return nn.silu(gate) * up
+
+
+class MLP(nn.Module):
+    """down(swiglu(gate(x), up(x))) with gate and up in one matmul."""
+
+    def __init__(self, gate_up, down, hidden: int):
+        super().__init__()
+        self.gate_up, self.down, self.hidden = gate_up, down, hidden
+
+    @classmethod
+    def from_mlx_lm(cls, mlp, fuse: bool = True) -> "MLP":
+        if fuse:
+            gu = fuse_linears([mlp.gate_proj, mlp.up_proj])
+        else:
+            gu = _Pair(fuse_linears([mlp.gate_proj]), fuse_linears([mlp.up_proj]))
+        hidden = (mlp.gate_proj.weight.shape[0])
+        return cls(gu, fuse_linears([mlp.down_proj]), hidden)
+
+    def __call__(self, x):
+        gu = self.gate_up(x)
+        n = self.hidden
+        return self.down(swiglu(gu[..., :n], gu[..., n:]))
+
+
+class _Pair(nn.Module):
+    """Two projections of one input, outputs concatenated (unfused baseline)."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def __call__(self, x, *args, **kw):
+        return mx.concatenate([self.a(x, *args, **kw), self.b(x, *args, **kw)], -1)
+
+
+def _gather_sort(x, indices):
+    *_, m = indices.shape
+    indices = indices.flatten()
+    order = mx.argsort(indices)
+    inv_order = mx.argsort(order)
+    return x.flatten(0, -3)[order // m], indices[order], inv_order
+
+
+class MoE(nn.Module):
+    """Top-k routed SwiGLU experts (+ optional sigmoid-gated shared expert)."""
+
+    def __init__(self, blk, fuse_router: bool = True, fuse_experts: bool = True,
+                 shared_in_switch: bool = False, router: str = "exact",
+                 combine: str = "exact"):
+        super().__init__()
+        if router not in ("exact", "topk_softmax") or combine not in ("exact", "matmul"):
+            raise ValueError(f"bad router/combine {router!r}/{combine!r}")
+        sw = blk.switch_mlp
+        self.num_experts = blk.num_experts
+        self.top_k = blk.top_k
+        self.norm_topk_prob = bool(getattr(blk, "norm_topk_prob", False))
+        # softmax over the top-k logits == renormalized top-k probabilities
+        self.router_mode = router if self.norm_topk_prob else "exact"
+        self.combine = combine
+        # gather_qmm's lhs_indices at B*L == 1, as constants (else each call
+        # builds arange/reshape/broadcast): x is shared by the k experts for
+        # gate/up; row i of the activations goes to expert i for down.
+        kk = self.top_k + 1
+        self._lhs_up = mx.zeros((1, 1, 1), mx.uint32)
+        self._lhs_down = [mx.arange(n, dtype=mx.uint32).reshape(1, 1, n)
+                          for n in (kk - 1, kk)]
+        self._shared_idx = mx.full((1, 1, 1), blk.num_experts, mx.uint32)
+        mx.eval(self._lhs_up, self._lhs_down, self._shared_idx)
+        self.hidden = sw.gate_proj.weight.shape[1]
+        shared = getattr(blk, "shared_expert", None)
+        self.has_shared = shared is not None
+        if self.has_shared and fuse_router:
+            try:
+                self.router = fuse_linears([blk.gate, blk.shared_expert_gate])
+                self.shared_gate = None
+            except ValueError:
+                fuse_router = False
+        if not (self.has_shared and fuse_router):
+            self.router = fuse_linears([blk.gate])
+            self.shared_gate = (fuse_linears([blk.shared_expert_gate])
+                                if self.has_shared else None)
+        self.router_fused = self.has_shared and fuse_router
+        self.shared_in_switch = bool(
+            shared_in_switch and self.has_shared and fuse_experts
+            and shared.gate_proj.weight.shape[0] == self.hidden)
+        extra = ([shared.gate_proj, shared.up_proj] if self.shared_in_switch
+                 else ())
+        try:
+            if fuse_experts:
+                self.gate_up = fuse_switch([sw.gate_proj, sw.up_proj], extra)
+            else:
+                self.gate_up = _Pair(fuse_switch([sw.gate_proj]),
+                                     fuse_switch([sw.up_proj]))
+            self.down = fuse_switch([sw.down_proj],
+                                    [shared.down_proj] if self.shared_in_switch
+                                    else ())
+        except ValueError as e:
+            raise NotImplementedError(f"MoE experts not supported: {e}") from e
+        self.shared = (MLP.from_mlx_lm(shared) if self.has_shared
+                       and not self.shared_in_switch else None)
+
+    def _route(self, x):
+        r = self.router(x)
+        e = self.num_experts
+        if self.router_fused:
+            logits, sg = r[..., :e], r[..., e:]
+        else:
+            logits = r
+            sg = self.shared_gate(x) if self.has_shared else None
+        k = self.top_k
+        if self.router_mode == "topk_softmax":
+            inds = mx.argpartition(logits, kth=-k, axis=-1)[..., -k:]
+            top = mx.take_along_axis(logits, inds, axis=-1)
+            return inds, mx.softmax(top, axis=-1, precise=True), sg
+        gates = mx.softmax(logits, axis=-1, precise=True)
+        inds = mx.argpartition(gates, kth=-k, axis=-1)[..., -k:]
+        scores = mx.take_along_axis(gates, inds, axis=-1)
+        if self.norm_topk_prob:
+            scores = scores / scores.sum(axis=-1, keepdims=True)
+        return inds, scores, sg
+
+    def _experts(self, x, inds):
+        """SwitchGLU: (B, L, D), (B, L, k) -> (B, L, k, D)."""
+        one = x.size == x.shape[-1]                # one token: B * L == 1
+        x = mx.expand_dims(x, (-2, -3))
+        do_sort = inds.size >= 64
+        idx, inv_order = inds, None
+        if do_sort:
+            x, idx, inv_order = _gather_sort(x, inds)
+        const = one and not do_sort
+        lhs_up = self._lhs_up if const else None
+        lhs_down = self._lhs_down[inds.shape[-1] - self.top_k] if const else None
+        gu = self.gate_up(x, idx, sorted_indices=do_sort, lhs_indices=lhs_up)
+        n = self.hidden
+        y = self.down(swiglu(gu[..., :n], gu[..., n:]), idx,
+                      sorted_indices=do_sort, lhs_indices=lhs_down)
+        if do_sort:
+            y = mx.unflatten(y[inv_order], 0, inds.shape)
+        return y.squeeze(-2)
+
+    def _combine(self, y, scores):
+        """sum_k scores[k] * y[k]: (B, L, k, D), (B, L, k) -> (B, L, D)."""
+        if self.combine == "matmul":
+            return (scores[..., None, :] @ y).squeeze(-2)
+        return (y * scores[..., None]).sum(axis=-2).astype(y.dtype)
+
+    def __call__(self, x):
+        inds, scores, sg = self._route(x)
+        k = self.top_k
+        if self.shared_in_switch:
+            if inds.shape[:-1] == (1, 1):
+                extra = self._shared_idx
+            else:
+                extra = mx.full(inds.shape[:-1] + (1,), self.num_experts, mx.uint32)
+            y_all = self._experts(x, mx.concatenate([inds, extra], -1))
+            y = self._combine(y_all[..., :k, :], scores)
+            shared_y = y_all[..., k, :]
+        else:
+            y = self._combine(self._experts(x, inds), scores)
+            shared_y = self.shared(x) if self.has_shared else None
+        if self.has_shared:
+            y = y + mx.sigmoid(sg) * shared_y
+        return y

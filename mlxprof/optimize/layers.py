@@ -1,0 +1,106 @@
+"""Decoder layers: mixer (attention or GDN) + feed-forward, with compiled decode.
+
+A layer has two paths:
+
+* `__call__(x, mask, cache)`: any sequence length, mlx-lm's math (prefill,
+  and decode when compile is off or the cache is unusual);
+* `step(x, mask, cache, offsets)`: one token. Everything with static shapes
+  runs in `mx.compile`d closures over this layer's weights:
+  - attention layer: [norm, fused q/k/v, q/k norm, RoPE] -> cache update and
+    sdpa in Python (the cache grows every token) -> [gate, o_proj, residual,
+    norm, MLP/MoE, residual];
+  - GDN layer: the whole layer, conv and recurrent states passed explicitly.
+
+Example:
+    >>> # built by mlxprof.optimize.optimize_model; see model.py
+"""
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+__all__ = ["AttentionLayer", "GDNLayer"]
+
+
+def _rms(x, w, eps):
+    return mx.fast.rms_norm(x, w, eps)
+
+
+class _Layer(nn.Module):
+    def __init__(self, layer, mixer, ffn, mask_kind: str, compile_: bool):
+        super().__init__()
+        self.in_w, self.in_eps = layer.input_layernorm.weight, layer.input_layernorm.eps
+        self.post_w = layer.post_attention_layernorm.weight
+        self.post_eps = layer.post_attention_layernorm.eps
+        self.mixer, self.ffn = mixer, ffn
+        self.mask_kind = mask_kind
+        self.compiled = compile_
+
+    def _ffn_residual(self, h):
+        return h + self.ffn(_rms(h, self.post_w, self.post_eps))
+
+    def __call__(self, x, mask=None, cache=None):
+        r = self.mixer.general(_rms(x, self.in_w, self.in_eps), mask, cache)
+        return self._ffn_residual(x + r)
+
+
+class AttentionLayer(_Layer):
+    """Full-attention decoder layer (llama / qwen3 / qwen3_moe / qwen3_5)."""
+
+    def __init__(self, layer, mixer, ffn, mask_kind="fa", compile_=True):
+        super().__init__(layer, mixer, ffn, mask_kind, compile_)
+        wrap = mx.compile if compile_ else (lambda f: f)
+        self._pre = wrap(self._pre_fn)
+        self._post = wrap(self._post_gated if mixer.gated else self._post_plain)
+
+    def _pre_fn(self, x, offset):
+        return self.mixer.decode_qkv(_rms(x, self.in_w, self.in_eps), offset)
+
+    def _post_plain(self, o, x):
+        return self._ffn_residual(x + self.mixer.decode_out(o, None))
+
+    def _post_gated(self, o, gate, x):
+        return self._ffn_residual(x + self.mixer.decode_out(o, gate))
+
+    def can_step(self, cache, mask) -> bool:
+        return cache is not None and (mask is None or isinstance(mask, mx.array))
+
+    def step(self, x, mask, cache, offsets):
+        off = offsets.get(cache.offset)
+        if off is None:
+            off = offsets[cache.offset] = mx.array(cache.offset, mx.int32)
+        q, k, v, gate = self._pre(x, off)
+        o = self.mixer.attend(q, k, v, cache, mask)
+        if gate is None:
+            return self._post(o, x)
+        return self._post(o, gate, x)
+
+
+class GDNLayer(_Layer):
+    """Gated DeltaNet decoder layer (qwen3_5 / qwen3_next linear layers)."""
+
+    def __init__(self, layer, mixer, ffn, mask_kind="ssm", compile_=True):
+        super().__init__(layer, mixer, ffn, mask_kind, compile_)
+        self._step = mx.compile(self._step_fn) if compile_ else self._step_fn
+
+    def _step_fn(self, x, conv_state, state):
+        r, conv_state, state = self.mixer.decode(
+            _rms(x, self.in_w, self.in_eps), conv_state, state)
+        return self._ffn_residual(x + r), conv_state, state
+
+    def can_step(self, cache, mask) -> bool:
+        return (cache is not None and mask is None and cache.lengths is None
+                and getattr(cache, "left_padding", None) is None)
+
+    def step(self, x, mask, cache, offsets):
+        m = self.mixer
+        B = x.shape[0]
+        conv = cache[0]
+        if conv is None:
+            conv = mx.zeros((B, m.kernel - 1, m.conv_dim), x.dtype)
+        state = cache[1]
+        if state is None:
+            state = mx.zeros((B, m.hv, m.dv, m.dk), mx.float32)
+        x, cache[0], cache[1] = self._step(x, conv, state)
+        cache.advance(1)
+        return x

@@ -1,0 +1,122 @@
+"""The optimized model: embedding, optimized layers, final norm and lm_head.
+
+Keeps mlx-lm's calling convention `model(inputs[None], cache=cache)` and its
+cache types (`make_cache()` gives the same KVCache / ArraysCache list mlx-lm
+would), so `mlx_lm.generate.generate_step` and mlxprof's loops run it as is.
+
+Example:
+    >>> # opt = mlxprof.optimize.optimize_model(model); opt(tokens[None], cache=c)
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.models.base import create_attention_mask, create_ssm_mask
+from mlx_lm.models.cache import KVCache
+
+__all__ = ["Embedding", "OptimizedModel"]
+
+
+class Embedding(nn.Module):
+    """Shares the arrays of an nn.Embedding or nn.QuantizedEmbedding."""
+
+    def __init__(self, emb):
+        super().__init__()
+        self.weight = emb.weight
+        self.quantized = "scales" in emb
+        if self.quantized:
+            self.scales = emb.scales
+            if emb.get("biases") is not None:
+                self.biases = emb.biases
+            self.qspec = (emb.group_size, emb.bits, getattr(emb, "mode", "affine"))
+
+    def __call__(self, ids):
+        if not self.quantized:
+            return self["weight"][ids]
+        gs, bits, mode = self.qspec
+        b = self.get("biases")
+        return mx.dequantize(self["weight"][ids], scales=self["scales"][ids],
+                             biases=b[ids] if b is not None else None,
+                             group_size=gs, bits=bits, mode=mode)
+
+    def as_linear(self, x):
+        if not self.quantized:
+            return x @ self["weight"].T
+        gs, bits, mode = self.qspec
+        return mx.quantized_matmul(x, self["weight"], self["scales"],
+                                   self.get("biases"), transpose=True,
+                                   group_size=gs, bits=bits, mode=mode)
+
+
+class OptimizedModel(nn.Module):
+    """An mlx-lm language model rewritten for decode; see optimize_model()."""
+
+    def __init__(self, original, embed, layers, norm, lm_head, args, arch: str,
+                 options, compile_: bool = True):
+        super().__init__()
+        self.embed_tokens = embed
+        self._layers = layers
+        self.norm_w, self.norm_eps = norm.weight, norm.eps
+        self.lm_head = lm_head                      # Proj, or None when tied
+        self.args = args
+        self.model_type = getattr(original, "model_type", arch)
+        self.arch = arch
+        self.options = options
+        object.__setattr__(self, "_original", original)  # not a child module
+        kinds = [l.mask_kind for l in layers]
+        self._idx = {k: kinds.index(k) for k in ("fa", "swa", "ssm") if k in kinds}
+        self._window = getattr(args, "sliding_window", None)
+        self._head = mx.compile(self._head_fn) if compile_ else self._head_fn
+        self.compiled = compile_
+
+    # -- mlx-lm compatibility -------------------------------------------------
+    @property
+    def layers(self):
+        return self._layers
+
+    @property
+    def original(self):
+        """The mlx-lm model this one was built from (unchanged)."""
+        return self._original
+
+    def make_cache(self):
+        """The cache list mlx-lm would make for the original model."""
+        orig = self._original
+        if hasattr(orig, "make_cache"):
+            return orig.make_cache()
+        return [KVCache() for _ in self._layers]
+
+    # -- forward ----------------------------------------------------------------
+    def _head_fn(self, h):
+        h = mx.fast.rms_norm(h, self.norm_w, self.norm_eps)
+        if self.lm_head is None:
+            return self.embed_tokens.as_linear(h)
+        return self.lm_head(h)
+
+    def _masks(self, h, cache):
+        masks = {}
+        if "fa" in self._idx:
+            masks["fa"] = create_attention_mask(h, cache[self._idx["fa"]])
+        if "swa" in self._idx:
+            masks["swa"] = create_attention_mask(h, cache[self._idx["swa"]],
+                                                 window_size=self._window)
+        if "ssm" in self._idx:
+            masks["ssm"] = create_ssm_mask(h, cache[self._idx["ssm"]])
+        return masks
+
+    def __call__(self, inputs, cache=None, input_embeddings: Optional[mx.array] = None):
+        h = input_embeddings if input_embeddings is not None else self.embed_tokens(inputs)
+        if cache is None:
+            cache = [None] * len(self._layers)
+        masks = self._masks(h, cache)
+        decode = self.compiled and h.shape[1] == 1
+        offsets: dict = {}
+        for layer, c in zip(self._layers, cache):
+            mask = masks[layer.mask_kind]
+            if decode and layer.can_step(c, mask):
+                h = layer.step(h, mask, c, offsets)
+            else:
+                h = layer(h, mask, c)
+        return self._head(h) if decode else self._head_fn(h)

