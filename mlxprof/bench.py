@@ -64,11 +64,11 @@ class BenchConfig:
     scale: str = "small"
     loops: list = field(default_factory=lambda: list(DEFAULT_LOOPS))
     baseline: Optional[str] = "mlx_lm"
-    tokens: int = 48
-    prompt_tokens: int = 32
+    tokens: int = 16
+    prompt_tokens: int = 16
     reps: int = 3
     warmup: int = 1
-    warmup_tokens: Optional[int] = 8      # None: as many as `tokens`
+    warmup_tokens: Optional[int] = 4      # None: as many as `tokens`
     seed: int = 0
     dtype: str = "auto"     # auto: float32 on the CPU backend, else the model's own
     bandwidth_gbs: Optional[float] = None
@@ -300,7 +300,7 @@ def time_run(fn: Callable, model, prompt: mx.array, tokens: int,
         if n == 1:
             t_first = timer()
     t_end = timer()
-    mx.synchronize()  # drain leftover async work outside the timed window
+    generate.synchronize()  # drain leftover async work outside the timed window
     if t_first is None:
         raise RuntimeError("the loop yielded no token")
     ttft_s, decode_s = t_first - t0, t_end - t_first
@@ -361,10 +361,10 @@ def _prepare(loop: Loop, model):
 
 
 def _profile_pass(loop: Loop, model, prompt, cfg: BenchConfig,
-                  model_name: str) -> dict:
+                  model_name: str, scale: str) -> dict:
     from mlxprof import Profiler
 
-    meta = {"model": model_name, "scale": cfg.scale, "loop": loop.name,
+    meta = {"model": model_name, "scale": scale, "loop": loop.name,
             "tokens": cfg.tokens, "prompt_tokens": int(prompt.size),
             "seed": cfg.seed, "source": "mlxprof bench --profile"}
     with Profiler(count_ops=True, meta=meta) as prof:
@@ -372,10 +372,10 @@ def _profile_pass(loop: Loop, model, prompt, cfg: BenchConfig,
                      prefill_step_size=cfg.prefill_step_size)
         for _ in prof.track(it):
             pass
-    mx.synchronize()
+    generate.synchronize()
     out = _profile_medians(prof.per_token())
     if cfg.save_recordings:
-        path = Path(cfg.save_recordings) / _recording_name(model_name, cfg, loop)
+        path = Path(cfg.save_recordings) / _recording_name(model_name, scale, loop)
         prof.save(str(path))
         out["recording"] = str(path)
     return out
@@ -391,8 +391,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", text).strip("_")
 
 
-def _recording_name(model_name: str, cfg: BenchConfig, loop: Loop) -> str:
-    return f"{_slug(model_name)}__{cfg.scale}__{_slug(loop.name)}.mlxprof.json.gz"
+def _recording_name(model_name: str, scale: str, loop: Loop) -> str:
+    return f"{_slug(model_name)}__{scale}__{_slug(loop.name)}.mlxprof.json.gz"
 
 
 # --------------------------------------------------------------------------
@@ -406,39 +406,52 @@ def _progress(total: int, enabled: bool):
                 desc="bench", unit="run", leave=False, dynamic_ncols=True)
 
 
-def _bench_model(name: str, lm, loops: list[Loop], cfg: BenchConfig, timer,
-                 bar, order: list) -> tuple[list[dict], dict]:
-    """Warm up, time interleaved rounds, optionally profile; return raw + profiles."""
-    prompt = lm.prompt(cfg.prompt_tokens, seed=cfg.seed)
-    models = {lp.name: _prepare(lp, lm.model) for lp in loops}
-    kw = {"prefill_step_size": cfg.prefill_step_size}
+def _warm_up(name, loops, models, prompt, cfg, timer, bar) -> None:
     warm_n = min(cfg.tokens, cfg.warmup_tokens or cfg.tokens)
     for lp in loops:
         for _ in range(cfg.warmup):
             bar.set_postfix_str(f"{name} {lp.name} warm-up")
-            time_run(lp.fn, models[lp.name], prompt, warm_n, timer, **kw)
+            time_run(lp.fn, models[lp.name], prompt, warm_n, timer,
+                     prefill_step_size=cfg.prefill_step_size)
             bar.update()
+
+
+def _timed_rounds(name, scale, loops, models, prompt, cfg, timer, bar,
+                  seq0: int) -> list[dict]:
+    """Round r runs every loop once, in the given order; one dict per run."""
     raw = []
     for rep in range(cfg.reps):
         for lp in loops:
             bar.set_postfix_str(f"{name} {lp.name} rep {rep + 1}/{cfg.reps}")
-            t = time_run(lp.fn, models[lp.name], prompt, cfg.tokens, timer, **kw)
-            order.append((name, lp.name, rep))
-            raw.append({"model": name, "scale": cfg.scale, "loop": lp.name,
-                        "rep": rep, "seq": len(order) - 1,
+            t = time_run(lp.fn, models[lp.name], prompt, cfg.tokens, timer,
+                         prefill_step_size=cfg.prefill_step_size)
+            raw.append({"model": name, "scale": scale, "loop": lp.name,
+                        "rep": rep, "seq": seq0 + len(raw),
                         "prompt_tokens": int(prompt.size), **asdict(t)})
             bar.update()
+    return raw
+
+
+def _bench_model(name: str, lm, loops: list[Loop], cfg: BenchConfig, timer,
+                 bar, seq0: int) -> tuple[list[dict], dict]:
+    """Warm up, time interleaved rounds, optionally profile; return raw + profiles."""
+    prompt = lm.prompt(cfg.prompt_tokens, seed=cfg.seed)
+    models = {lp.name: _prepare(lp, lm.model) for lp in loops}
+    _warm_up(name, loops, models, prompt, cfg, timer, bar)
+    scale = getattr(lm, "scale", cfg.scale)
+    raw = _timed_rounds(name, scale, loops, models, prompt, cfg, timer, bar, seq0)
     profiles = {}
-    if cfg.profile:
-        for lp in loops:
-            bar.set_postfix_str(f"{name} {lp.name} profiled")
-            profiles[lp.name] = _profile_pass(lp, models[lp.name], prompt, cfg, name)
-            bar.update()
+    for lp in loops if cfg.profile else ():
+        bar.set_postfix_str(f"{name} {lp.name} profiled")
+        profiles[lp.name] = _profile_pass(lp, models[lp.name], prompt, cfg, name,
+                                          scale)
+        bar.update()
     return raw, profiles
 
 
 def _model_info(lm, cfg: BenchConfig) -> dict:
-    return {"scale": cfg.scale, "bytes_per_token": _bytes_per_token(lm),
+    return {"scale": getattr(lm, "scale", cfg.scale),
+            "bytes_per_token": _bytes_per_token(lm),
             "config": getattr(lm, "config", None)}
 
 
@@ -469,13 +482,13 @@ def run(models: Optional[Sequence[str]] = None, loops: Optional[Sequence] = None
     dtype = resolve_dtype(cfg.dtype)
     load = loader or (lambda n, sc, sd: _default_loader(n, sc, sd, dtype))
     per_model = cfg.warmup + cfg.reps + (1 if cfg.profile else 0)
-    raw, profiles, infos, order = [], {}, {}, []
+    raw, profiles, infos = [], {}, {}
     with _progress(len(cfg.models) * len(loop_objs) * per_model, progress) as bar:
         for name in cfg.models:
             bar.set_postfix_str(f"loading {name} ({cfg.scale})")
             lm = load(name, cfg.scale, cfg.seed)
             infos[name] = _model_info(lm, cfg)
-            r, p = _bench_model(name, lm, loop_objs, cfg, timer, bar, order)
+            r, p = _bench_model(name, lm, loop_objs, cfg, timer, bar, len(raw))
             raw += r
             profiles[name] = p
             del lm
@@ -507,7 +520,8 @@ def _cell(raw, model, loop: Loop, cfg, info, bw_gbs, profile) -> dict:
     bpt = info.get("bytes_per_token")
     dec_med = median(dec)
     row = {
-        "model": model, "scale": cfg.scale, "loop": loop.name, "reps": len(runs),
+        "model": model, "scale": info.get("scale", cfg.scale), "loop": loop.name,
+        "reps": len(runs),
         "tokens": cfg.tokens, "prompt_tokens": cfg.prompt_tokens,
         "decode_tok_per_s": dec_med, "decode_tok_per_s_iqr": iqr(dec),
         "prompt_tok_per_s": median(pro), "prompt_tok_per_s_iqr": iqr(pro),

@@ -30,14 +30,14 @@ import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Union
 
 import mlx.core as mx
 
 __all__ = [
     "Loop", "LOOPS", "stream", "get_loop", "register", "check_args",
     "sync_loop", "mlx_lm_loop", "async_loop", "pipelined_loop", "compiled_loop",
-    "teacher_forced_logits", "compare_logits", "LogitsComparison",
+    "synchronize", "teacher_forced_logits", "compare_logits", "LogitsComparison",
     "PREFILL_STEP_SIZE", "CLEAR_CACHE_EVERY",
 ]
 
@@ -138,6 +138,24 @@ def _generation_stream(device_type: str) -> mx.Stream:
 
 def _stream_for_default_device():
     return _generation_stream(str(mx.default_device()))
+
+
+def synchronize() -> None:
+    """Wait for all work the loops may have queued (default stream, ours, mlx-lm's).
+
+    mlx-lm's generate_step builds and schedules one step past the last token
+    it yields; call this after a run so that work does not overlap the next.
+
+    Example:
+        >>> synchronize()
+    """
+    import sys
+
+    mx.synchronize()
+    mx.synchronize(_stream_for_default_device())
+    mlx_gen = sys.modules.get("mlx_lm.generate")
+    if mlx_gen is not None and hasattr(mlx_gen, "generation_stream"):
+        mx.synchronize(mlx_gen.generation_stream)
 
 
 def _maybe_clear(n: int) -> None:

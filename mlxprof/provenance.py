@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -48,7 +49,13 @@ def device_name() -> str:
 
 
 def git_commit(path: Path | None = None) -> str | None:
-    """The short commit of the checkout holding `path`, or None outside git."""
+    """The short commit of the checkout holding `path`, or None outside git.
+
+    A copy of the tree without `.git` (a remote GPU box) can name its commit
+    in the environment variable MLXPROF_GIT_COMMIT.
+    """
+    if os.environ.get("MLXPROF_GIT_COMMIT"):
+        return os.environ["MLXPROF_GIT_COMMIT"]
     here = path or Path(__file__).resolve().parent
     try:
         out = subprocess.run(

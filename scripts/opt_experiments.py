@@ -67,6 +67,7 @@ COUNTED = {
     "no_fuse_experts": {"fuse_experts": False},
     "no_merge_qk_norm": {"merge_qk_norm": False},
     "no_compile": {"compile": False},
+    "kv_outside_compile": {"kv_in_compile": False},
     "algebraic": {"gated_delta": "algebraic"},
     "shared_in_switch": {"shared_in_switch": True},
     "router_topk_softmax": {"router": "topk_softmax"},

@@ -52,7 +52,7 @@ def test_quantization_matches_the_gguf(lm):
 def test_unpermuted_qk_equal_gguf_layout_with_traditional_rope(lm):
     """Undoing the row permutation + standard rope == raw GGUF rows + interleaved rope."""
     tensors, meta = mx.load(str(models.cached_path("smollm2")), return_metadata=True)
-    cfg = smollm2.config_from_gguf(dict(meta, _tensors=set(tensors)))
+    cfg = smollm2.config_from_gguf(meta, tensors)
     raw = {smollm2.rename(k): v.astype(mx.float32) if v.dtype != mx.uint32 else v
            for k, v in tensors.items()}
     trad = smollm2.build_model(raw, dict(cfg, rope_traditional=True))

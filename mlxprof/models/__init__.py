@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from mlxprof.models.accounting import bytes_per_token, top_k, weight_bytes
+from mlxprof.models.accounting import bytes_per_token, weight_bytes
 from mlxprof.models.configs import SCALES, SYNTHETIC, check_scale, data_dir, model_config, spec
 from mlxprof.models.lm import LM
 from mlxprof.models.smollm2 import WeightsNotFound, cached_path, fetch
 
 REAL = ("smollm2-135m",)
 NAMES = SYNTHETIC + REAL
+ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
            "cached_path", "LM", "WeightsNotFound", "model_config", "data_dir"]
@@ -71,6 +72,7 @@ def load(name: str, scale: str = "small", seed: int = 0, *,
         ('qwen3-8b', 'tiny', None)
     """
     check_scale(scale)
+    name = ALIASES.get(name, name)
     if name in SYNTHETIC:
         return _load_synthetic(name, scale, seed, shapes_only, dtype)
     if name in REAL:

@@ -49,8 +49,9 @@ def bytes_per_token(lm) -> int:
     """Weight bytes read per decoded token (see the module docstring).
 
     Example:
-        >>> bytes_per_token(models.load("qwen3.5-35b-a3b", "tiny"))  # doctest: +SKIP
-        164488
+        >>> import mlxprof.models as models
+        >>> bytes_per_token(models.load("qwen3.5-35b-a3b", "tiny"))
+        185992
     """
     model = _model(lm)
     params = dict(tree_flatten(model.parameters()))

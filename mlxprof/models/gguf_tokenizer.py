@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import os
 
+import mlx.core as mx
+
 CONTROL = 3  # llama.cpp token type: control (special) token
 # llama.cpp pre-tokenizers with digits split one by one before GPT-2 rules.
 DIGIT_SPLIT = {"smollm", "starcoder", "refact", "qwen2", "deepseek-llm"}
 
 
 def _meta(meta: dict, key: str, default=None):
+    """A scalar metadata value as a Python object (mx.array scalars unwrapped)."""
     val = meta.get(key, default)
-    return val.item() if hasattr(val, "item") and getattr(val, "size", 2) == 1 else val
+    return val.item() if isinstance(val, mx.array) and val.size == 1 else val
 
 
 def _backend(tokens: list[str], merges: list[str], pre: str):
@@ -65,13 +68,13 @@ def hf_tokenizer_from_gguf(meta: dict):
     specials = _special(tokens, meta.get("tokenizer.ggml.token_type"))
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                 for t in specials])
-    name = lambda key: _token(tokens, _meta(meta, key))
+    roles = {role: _token(tokens, _meta(meta, f"tokenizer.ggml.{key}_token_id"))
+             for role, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"),
+                               ("pad", "padding"))}
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token=name("tokenizer.ggml.bos_token_id"),
-        eos_token=name("tokenizer.ggml.eos_token_id"),
-        unk_token=name("tokenizer.ggml.unknown_token_id"),
-        pad_token=name("tokenizer.ggml.padding_token_id"),
+        bos_token=roles["bos"], eos_token=roles["eos"],
+        unk_token=roles["unk"], pad_token=roles["pad"],
         chat_template=_meta(meta, "tokenizer.chat_template"),
         clean_up_tokenization_spaces=False,
     )

@@ -125,5 +125,8 @@ def template_parts(tokenizer) -> tuple[list[int], list[int]]:
     text = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=False)
     before, after = text.split(marker)
-    enc = lambda s: list(tokenizer.encode(s, add_special_tokens=False)) if s else []
-    return enc(before), enc(after)
+    return _encode(tokenizer, before), _encode(tokenizer, after)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False)) if text else []

@@ -136,15 +136,21 @@ NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
 
 def _m(meta: dict, key: str):
     val = meta[key]
-    return val.item() if hasattr(val, "item") else val
+    return val.item() if isinstance(val, mx.array) else val
 
 
-def config_from_gguf(meta: dict) -> dict:
-    """mlx-lm Llama config from the GGUF metadata (``llama.*`` keys)."""
+def config_from_gguf(meta: dict, tensor_names=()) -> dict:
+    """mlx-lm Llama config from the GGUF metadata (``llama.*`` keys).
+
+    Embeddings are tied unless ``tensor_names`` holds ``output.weight``.
+    """
     arch = _m(meta, "general.architecture")
     if arch != "llama":
         raise ValueError(f"only llama GGUF files are supported, got {arch!r}")
-    g = lambda k: _m(meta, f"llama.{k}")
+
+    def g(key):
+        return _m(meta, f"llama.{key}")
+
     return {
         "model_type": "llama", "hidden_size": int(g("embedding_length")),
         "num_hidden_layers": int(g("block_count")),
@@ -154,7 +160,7 @@ def config_from_gguf(meta: dict) -> dict:
         "rms_norm_eps": float(g("attention.layer_norm_rms_epsilon")),
         "vocab_size": int(g("vocab_size")), "rope_theta": float(g("rope.freq_base")),
         "max_position_embeddings": int(g("context_length")),
-        "tie_word_embeddings": "output.weight" not in meta.get("_tensors", ()),
+        "tie_word_embeddings": "output.weight" not in set(tensor_names),
     }
 
 
@@ -235,15 +241,13 @@ def load(path: str | Path, dtype: mx.Dtype | None = None) -> tuple[nn.Module, ob
     """(model, tokenizer, config) from a SmolLM2 GGUF file.
 
     ``dtype`` (scales, biases, norms, hence activations) defaults to
-    :func:`default_dtype`.
-    The config carries mlx-lm's ``quantization`` entry (per-layer bits and
+    :func:`default_dtype`. The config carries mlx-lm's ``quantization`` entry (per-layer bits and
     group size) so ``mlx_lm.utils.save_config`` + ``save_model`` round-trip.
     """
     from mlxprof.models.gguf_tokenizer import tokenizer_from_gguf
 
     tensors, meta = mx.load(str(path), return_metadata=True)
-    meta = dict(meta, _tensors=set(tensors))
-    cfg = config_from_gguf(meta)
+    cfg = config_from_gguf(meta, tensors)
     weights = convert_weights(tensors, cfg, dtype or default_dtype())
     model = build_model(weights, cfg)
     qp = quant_params(weights, cfg)

@@ -3,10 +3,12 @@
 The model is constructed lazily (nothing evaluated), every parameter is
 replaced by a seeded random bf16 array, the model is quantized like the MLX
 4-bit releases (mlx-lm's ``quantize_model`` with the model's own
-``quant_predicate``: affine 4-bit, group 64; Qwen3.5's router gates
-``mlp.gate`` and ``shared_expert_gate`` at 8 bits), and only then evaluated,
-one layer at a time: peak memory stays near the final quantized size plus one
-layer in bf16, so the full Qwen3.5-35B-A3B builds on an 80 GB GPU.
+``quant_predicate``: affine 4-bit, group 64; router gates ``mlp.gate`` and
+Qwen3.5's ``shared_expert_gate`` at 8 bits), and only then evaluated, one
+layer at a time. Quantized matrices are drawn and quantized in slices of
+~16M elements, so no full bf16 matrix ever exists: peak memory stays near
+the final quantized size (the full Qwen3.5-35B-A3B, 19.5 GB, builds well
+within an 80 GB GPU).
 
 Weights are deterministic for a seed: each parameter draws from its own key,
 derived from the seed and the parameter's path.
@@ -24,12 +26,14 @@ import io
 import math
 import re
 import zlib
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 OUT_PROJ = ("o_proj", "down_proj", "out_proj")
+CHUNK = 1 << 24  # elements drawn at once: bounds the float32 temporaries
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
 
@@ -66,6 +70,11 @@ def init_param(path: str, arr: mx.array, seed: int, n_layers: int,
         return mx.zeros(shape, dtype=dtype)
     if name == "dt_bias" or arr.ndim == 1:
         return mx.ones(shape, dtype=dtype)
+    return mx.concatenate(draw_slices(path, shape, seed, n_layers, dtype))
+
+
+def bound(path: str, shape: tuple, n_layers: int) -> float:
+    """Half-width of the uniform init of matrix ``path`` (see :func:`init_param`)."""
     if "embed_tokens" in path:
         std = 1.0
     elif "conv1d" in path:
@@ -74,8 +83,28 @@ def init_param(path: str, arr: mx.array, seed: int, n_layers: int,
         std = 1.0 / math.sqrt(shape[-1])
         if any(f".{p}." in path for p in OUT_PROJ):
             std /= math.sqrt(2 * n_layers)
-    a = std * math.sqrt(3.0)  # uniform with this std: 4x faster than normal
-    return mx.random.uniform(-a, a, shape, dtype=dtype, key=key)
+    return std * math.sqrt(3.0)  # uniform with this std: 4x faster than normal
+
+
+def draw_slices(path: str, shape: tuple, seed: int, n_layers: int,
+                dtype=mx.bfloat16, fn=None) -> list:
+    """The matrix ``path`` drawn in slices of ~CHUNK elements along axis 0.
+
+    Each slice has its own key (split from the seed and path); the slicing
+    depends only on the shape, so values are deterministic for a seed.
+    ``fn`` (e.g. quantize) maps each slice as soon as it is drawn, so a
+    250M-element embedding never exists whole in float32 or bf16.
+    """
+    a, rows = bound(path, shape, n_layers), shape[0]
+    step = max(1, CHUNK // max(math.prod(shape[1:]), 1))
+    starts = range(0, rows, step)
+    keys = mx.random.split(_key(seed, path), len(starts))
+    parts = []
+    for i, k in zip(starts, keys):
+        part = mx.random.uniform(-a, a, (min(step, rows - i), *shape[1:]),
+                                 dtype=dtype, key=k)
+        parts.append(fn(part) if fn else part)
+    return parts
 
 
 def init_weights(model: nn.Module, seed: int, n_layers: int,
@@ -84,6 +113,30 @@ def init_weights(model: nn.Module, seed: int, n_layers: int,
     params = tree_flatten(model.parameters())
     new = [(p, init_param(p, a, seed, n_layers, dtype)) for p, a in params]
     model.update(tree_unflatten(new))
+
+
+def _is_quantized(mod: nn.Module) -> bool:
+    return hasattr(mod, "scales") and hasattr(mod, "bits") and "weight" in mod
+
+
+def requantize_sliced(model: nn.Module, seed: int, n_layers: int, dtype) -> None:
+    """Redraw quantized layers slice by slice, quantizing each slice at once.
+
+    Same values as quantizing the whole :func:`init_param` matrix (affine
+    groups run along the last axis, slices along the first), but the lazy
+    graph never holds a full bf16 matrix: peak memory stays near the
+    quantized size.
+    """
+    for path, mod in model.named_modules():
+        if not _is_quantized(mod):
+            continue
+        shape = (*mod.weight.shape[:-1], mod.weight.shape[-1] * 32 // mod.bits)
+        quant = partial(mx.quantize, group_size=mod.group_size, bits=mod.bits,
+                        mode=mod.mode)
+        parts = draw_slices(f"{path}.weight", shape, seed, n_layers, dtype, quant)
+        mod.weight, mod.scales, *rest = (mx.concatenate(p) for p in zip(*parts))
+        if rest:
+            mod.biases = rest[0]
 
 
 def quantize(model: nn.Module, config: dict, recipe: dict) -> dict:
@@ -110,7 +163,7 @@ def layer_groups(model: nn.Module) -> list[list[mx.array]]:
 
 
 def materialize(model: nn.Module) -> None:
-    """Evaluate the lazy parameters one layer at a time, freeing bf16 sources."""
+    """Evaluate the lazy parameters one layer at a time (then drop MLX's cache)."""
     for group in layer_groups(model):
         mx.eval(group)
         mx.clear_cache()
@@ -155,6 +208,7 @@ def build(config: dict, seed: int = 0, recipe: dict | None = None,
     if shapes_only:
         placeholders(model)
     else:
+        requantize_sliced(model, seed, n_layers(config), dtype)
         materialize(model)
     model.eval()
     return model, qcfg

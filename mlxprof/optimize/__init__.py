@@ -53,7 +53,8 @@ class Options:
     """Which levers optimize_model() applies.
 
     Exact-math levers (on by default): fused projections, compile, merged
-    q/k norm. gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's
+    q/k norm, the KVCache write inside the compiled attention step
+    (kv_in_compile). gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's
     math as broadcast ops), "algebraic" (same math regrouped: fewer
     kernels, float32 rounding differs), "fast" (mx.fast.gated_delta_update,
     one kernel where the backend has one), "cuda" (our CUDA kernel,
@@ -74,6 +75,7 @@ class Options:
     shared_in_switch: bool = False
     merge_qk_norm: bool = True
     compile: bool = True
+    kv_in_compile: bool = True
     gated_delta: str = "auto"
     router: str = "exact"
     combine: str = "exact"

@@ -71,7 +71,7 @@ def _layer(layer, o):
         return GDNLayer(layer, mixer, ffn, "ssm", o.compile)
     mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
     kind = "swa" if getattr(layer, "use_sliding", False) else "fa"
-    return AttentionLayer(layer, mixer, ffn, kind, o.compile)
+    return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile)
 
 
 def build(model, arch: str, o) -> OptimizedModel:

@@ -35,8 +35,8 @@ _SOURCE = """
     }
     const float* q_ = q + (size_t)b_idx * T * Hk * Dk + hk_idx * Dk;
     const float* k_ = k + (size_t)b_idx * T * Hk * Dk + hk_idx * Dk;
-    const float* v_ = v + (size_t)b_idx * T * Hv * Dv + hv_idx * Dv;
-    float* y_ = y + (size_t)b_idx * T * Hv * Dv + hv_idx * Dv;
+    const auto* v_ = v + (size_t)b_idx * T * Hv * Dv + hv_idx * Dv;
+    auto* y_ = y + (size_t)b_idx * T * Hv * Dv + hv_idx * Dv;
     const float* g_ = g + (size_t)b_idx * T * Hv;
     const float* beta_ = beta + (size_t)b_idx * T * Hv;
     const float* i_state = state_in + ((size_t)n * Dv + dv_idx) * Dk;
@@ -57,7 +57,7 @@ _SOURCE = """
         for (int off = 16; off > 0; off >>= 1) {
             kv_mem += __shfl_xor_sync(0xffffffff, kv_mem, off);
         }
-        const float delta = (v_[dv_idx] - kv_mem) * beta_[hv_idx];
+        const float delta = (static_cast<float>(v_[dv_idx]) - kv_mem) * beta_[hv_idx];
         float out = 0.0f;
         for (int i = 0; i < n_per_t; ++i) {
             const int s_idx = n_per_t * dk_idx + i;
@@ -68,7 +68,7 @@ _SOURCE = """
             out += __shfl_xor_sync(0xffffffff, out, off);
         }
         if (dk_idx == 0) {
-            y_[dv_idx] = out;
+            y_[dv_idx] = static_cast<OutT>(out);
         }
         q_ += Hk * Dk;
         k_ += Hk * Dk;
@@ -92,12 +92,14 @@ def _kernel():
         source=_SOURCE)
 
 
-def gated_delta_cuda(q, k, v, g, beta, state):
+def gated_delta_cuda(q, k, v, g, beta, state, out_dtype=mx.float32):
     """Same contract as mlx-lm's gated_delta_ops (scalar gating, no mask).
 
     q, k (B, T, Hk, Dk), v (B, T, Hv, Dv), g, beta (B, T, Hv), state
-    (B, Hv, Dv, Dk). Dk must be a multiple of 32. Returns float32 y
-    (B, T, Hv, Dv) and the new float32 state.
+    (B, Hv, Dv, Dk). Dk must be a multiple of 32. v may be bf16/f16/f32
+    (read as float); everything else is cast to float32 (free when already
+    float32). Returns y (B, T, Hv, Dv) in `out_dtype` (rounded once from the
+    float32 sum, as mlx-lm's astype does) and the new float32 state.
     """
     B, T, hk, dk = k.shape
     hv, dv = v.shape[-2:]
@@ -105,12 +107,13 @@ def gated_delta_cuda(q, k, v, g, beta, state):
         raise ValueError("gated_delta_cuda needs Dk % 32 == 0")
     f32 = mx.float32
     y, st = _kernel()(
-        inputs=[q.astype(f32), k.astype(f32), v.astype(f32), g.astype(f32),
+        inputs=[q.astype(f32), k.astype(f32), v, g.astype(f32),
                 beta.astype(f32), state.astype(f32)],
-        template=[("T", T), ("Dk", dk), ("Dv", dv), ("Hk", hk), ("Hv", hv)],
+        template=[("OutT", out_dtype), ("T", T), ("Dk", dk), ("Dv", dv),
+                  ("Hk", hk), ("Hv", hv)],
         grid=(32, dv, B * hv), threadgroup=(32, 4, 1),
         output_shapes=[(B, T, hv, dv), state.shape],
-        output_dtypes=[f32, f32])
+        output_dtypes=[out_dtype, f32])
     return y, st
 
 

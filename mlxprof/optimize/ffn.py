@@ -142,13 +142,12 @@ class MoE(nn.Module):
         if self.router_mode == "topk_softmax":
             inds = mx.argpartition(logits, kth=-k, axis=-1)[..., -k:]
             top = mx.take_along_axis(logits, inds, axis=-1)
-            return inds, mx.softmax(top, axis=-1, precise=True), sg
+            return inds, mx.softmax(top, axis=-1, precise=True), None, sg
         gates = mx.softmax(logits, axis=-1, precise=True)
         inds = mx.argpartition(gates, kth=-k, axis=-1)[..., -k:]
         scores = mx.take_along_axis(gates, inds, axis=-1)
-        if self.norm_topk_prob:
-            scores = scores / scores.sum(axis=-1, keepdims=True)
-        return inds, scores, sg
+        ssum = scores.sum(axis=-1, keepdims=True) if self.norm_topk_prob else None
+        return inds, scores, ssum, sg
 
     def _experts(self, x, inds):
         """SwitchGLU: (B, L, D), (B, L, k) -> (B, L, k, D)."""
@@ -169,14 +168,21 @@ class MoE(nn.Module):
             y = mx.unflatten(y[inv_order], 0, inds.shape)
         return y.squeeze(-2)
 
-    def _combine(self, y, scores):
-        """sum_k scores[k] * y[k]: (B, L, k, D), (B, L, k) -> (B, L, D)."""
+    def _combine(self, y, scores, ssum=None):
+        """sum_k (scores[k] / ssum) * y[k]: (B, L, k, D), (B, L, k) -> (B, L, D).
+
+        The normalization (a bf16 divide, as mlx-lm does it) is broadcast to
+        y's shape so that it fuses with the multiply into one kernel."""
         if self.combine == "matmul":
-            return (scores[..., None, :] @ y).squeeze(-2)
-        return (y * scores[..., None]).sum(axis=-2).astype(y.dtype)
+            w = scores if ssum is None else scores / ssum
+            return (w[..., None, :] @ y).squeeze(-2)
+        w = scores[..., None]
+        if ssum is not None:
+            w = mx.broadcast_to(w, y.shape) / mx.broadcast_to(ssum[..., None], y.shape)
+        return (y * w).sum(axis=-2).astype(y.dtype)
 
     def __call__(self, x):
-        inds, scores, sg = self._route(x)
+        inds, scores, ssum, sg = self._route(x)
         k = self.top_k
         if self.shared_in_switch:
             if inds.shape[:-1] == (1, 1):
@@ -184,10 +190,10 @@ class MoE(nn.Module):
             else:
                 extra = mx.full(inds.shape[:-1] + (1,), self.num_experts, mx.uint32)
             y_all = self._experts(x, mx.concatenate([inds, extra], -1))
-            y = self._combine(y_all[..., :k, :], scores)
+            y = self._combine(y_all[..., :k, :], scores, ssum)
             shared_y = y_all[..., k, :]
         else:
-            y = self._combine(self._experts(x, inds), scores)
+            y = self._combine(self._experts(x, inds), scores, ssum)
             shared_y = self.shared(x) if self.has_shared else None
         if self.has_shared:
             y = y + mx.sigmoid(sg) * shared_y

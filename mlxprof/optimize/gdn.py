@@ -181,7 +181,7 @@ class GatedDeltaNet(nn.Module):
         for j in range(1, self.kernel):
             acc = acc + conv_in[:, j:j + 1].astype(f32) * self.conv_taps[j]
         conv_out = nn.silu(acc.astype(x.dtype))                  # (B, 1, C)
-        v = conv_out.astype(f32)[..., 2 * kd:].reshape(B, 1, hv, dv)
+        v = conv_out[..., 2 * kd:].reshape(B, 1, hv, dv)
         qk = conv_out[..., :2 * kd].reshape(B, 1, 2 * hk, dk)
         eps = 1e-6 * dk ** -1.0
         qk = (mx.fast.rms_norm(qk, None, eps)
@@ -189,10 +189,10 @@ class GatedDeltaNet(nn.Module):
         q, k = qk[:, :, :hk], qk[:, :, hk:]
         beta, g = self._gates(b, a, ab)
         if self.recurrence == "fast":
-            y, state = mx.fast.gated_delta_update(q, k, v, g, beta, state)
+            y, state = mx.fast.gated_delta_update(q, k, v.astype(f32), g, beta, state)
         elif self.recurrence == "cuda":
             from .cuda_gdn import gated_delta_cuda
-            y, state = gated_delta_cuda(q, k, v, g, beta, state)
+            y, state = gated_delta_cuda(q, k, v, g, beta, state, out_dtype=x.dtype)
         elif self.recurrence == "algebraic":
             y, state = _delta_step_algebraic(qk, v, g, beta, state)
         else:

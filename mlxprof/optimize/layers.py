@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx_lm.models.base import scaled_dot_product_attention
+from mlx_lm.models.cache import KVCache
 
 __all__ = ["AttentionLayer", "GDNLayer"]
 
@@ -47,14 +49,26 @@ class _Layer(nn.Module):
 class AttentionLayer(_Layer):
     """Full-attention decoder layer (llama / qwen3 / qwen3_moe / qwen3_5)."""
 
-    def __init__(self, layer, mixer, ffn, mask_kind="fa", compile_=True):
+    def __init__(self, layer, mixer, ffn, mask_kind="fa", compile_=True,
+                 kv_in_compile=True):
         super().__init__(layer, mixer, ffn, mask_kind, compile_)
         wrap = mx.compile if compile_ else (lambda f: f)
         self._pre = wrap(self._pre_fn)
+        self._pre_kv = wrap(self._pre_kv_fn)
         self._post = wrap(self._post_gated if mixer.gated else self._post_plain)
+        self.kv_in_compile = kv_in_compile
 
     def _pre_fn(self, x, offset):
         return self.mixer.decode_qkv(_rms(x, self.in_w, self.in_eps), offset)
+
+    def _pre_kv_fn(self, x, offset, at, keys, values):
+        """_pre_fn + the KVCache write (keys[..., offset, :] = k) in one call.
+
+        `at` is `offset` as a 1-element vector (slice_update's start)."""
+        q, k, v, gate = self._pre_fn(x, offset)
+        keys = mx.slice_update(keys, k, at, axes=(2,))
+        values = mx.slice_update(values, v, at, axes=(2,))
+        return q, keys, values, gate
 
     def _post_plain(self, o, x):
         return self._ffn_residual(x + self.mixer.decode_out(o, None))
@@ -66,11 +80,22 @@ class AttentionLayer(_Layer):
         return cache is not None and (mask is None or isinstance(mask, mx.array))
 
     def step(self, x, mask, cache, offsets):
-        off = offsets.get(cache.offset)
-        if off is None:
-            off = offsets[cache.offset] = mx.array(cache.offset, mx.int32)
-        q, k, v, gate = self._pre(x, off)
-        o = self.mixer.attend(q, k, v, cache, mask)
+        n = cache.offset
+        if n not in offsets:     # shared by the layers: built once per token
+            offsets[n] = (mx.array(n, mx.int32), mx.array([n], mx.int32))
+        off, at = offsets[n]
+        if (self.kv_in_compile and type(cache) is KVCache and cache.keys is not None
+                and n < cache.keys.shape[2]):
+            # what KVCache.update_and_fetch does when no growth is needed
+            q, keys, values, gate = self._pre_kv(x, off, at, cache.keys, cache.values)
+            cache.keys, cache.values, cache.offset = keys, values, n + 1
+            if n + 1 < keys.shape[2]:
+                keys, values = keys[..., :n + 1, :], values[..., :n + 1, :]
+            o = scaled_dot_product_attention(q, keys, values, cache=cache,
+                                             scale=self.mixer.scale, mask=mask)
+        else:
+            q, k, v, gate = self._pre(x, off)
+            o = self.mixer.attend(q, k, v, cache, mask)
         if gate is None:
             return self._post(o, x)
         return self._post(o, gate, x)

@@ -57,7 +57,7 @@ class OptimizedModel(nn.Module):
                  options, compile_: bool = True):
         super().__init__()
         self.embed_tokens = embed
-        self._layers = layers
+        self.decoder_layers = layers
         self.norm_w, self.norm_eps = norm.weight, norm.eps
         self.lm_head = lm_head                      # Proj, or None when tied
         self.args = args
@@ -74,7 +74,7 @@ class OptimizedModel(nn.Module):
     # -- mlx-lm compatibility -------------------------------------------------
     @property
     def layers(self):
-        return self._layers
+        return self.decoder_layers
 
     @property
     def original(self):
@@ -86,7 +86,7 @@ class OptimizedModel(nn.Module):
         orig = self._original
         if hasattr(orig, "make_cache"):
             return orig.make_cache()
-        return [KVCache() for _ in self._layers]
+        return [KVCache() for _ in self.decoder_layers]
 
     # -- forward ----------------------------------------------------------------
     def _head_fn(self, h):
@@ -109,11 +109,11 @@ class OptimizedModel(nn.Module):
     def __call__(self, inputs, cache=None, input_embeddings: Optional[mx.array] = None):
         h = input_embeddings if input_embeddings is not None else self.embed_tokens(inputs)
         if cache is None:
-            cache = [None] * len(self._layers)
+            cache = [None] * len(self.decoder_layers)
         masks = self._masks(h, cache)
         decode = self.compiled and h.shape[1] == 1
         offsets: dict = {}
-        for layer, c in zip(self._layers, cache):
+        for layer, c in zip(self.decoder_layers, cache):
             mask = masks[layer.mask_kind]
             if decode and layer.can_step(c, mask):
                 h = layer.step(h, mask, c, offsets)

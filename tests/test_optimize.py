@@ -1,0 +1,227 @@
+"""mlxprof.optimize: optimize_model() keeps mlx-lm's results, with fewer ops.
+
+CPU, tiny random models (4-bit g64, router gates 8-bit) of every supported
+architecture. On the CPU backend every default lever is exact: the logits are
+bit-identical to mlx-lm's, so greedy tokens match too.
+"""
+from __future__ import annotations
+
+import warnings
+
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from mlx.utils import tree_flatten
+
+from mlxprof import generate
+from mlxprof.graph import count_ops
+from mlxprof.optimize import (SUPPORTED, UnsupportedModelError, is_optimized,
+                              optimize_model, unoptimize)
+from mlxprof.optimize.testing import random_model
+
+ARCHS = ("llama", "qwen3", "qwen3_moe", "qwen3_5_moe", "qwen3_5", "qwen3_next")
+
+# primitives in one decode step (forward, 8-token prompt) on the CPU backend:
+# (mlx-lm, optimized). CPU counts include the composed fallbacks of mx.fast
+# ops (rms_norm, rope, sdpa), which are one kernel each on a GPU.
+EXPECTED_OPS = {
+    "llama": (316, 167), "qwen3": (368, 175), "qwen3_moe": (418, 203),
+    "qwen3_5_moe": (707, 392), "qwen3_5": (571, 308), "qwen3_next": (734, 392),
+}
+
+_MODELS: dict = {}
+
+
+def model(arch):
+    if arch not in _MODELS:
+        orig = random_model(arch, "tiny", seed=0)
+        _MODELS[arch] = (orig, optimize_model(orig))
+    return _MODELS[arch]
+
+
+def tokens(n, seed=1):
+    return mx.random.randint(0, 512, (n,), key=mx.random.key(seed)).astype(mx.int32)
+
+
+def step_ops(m, prompt):
+    from mlx_lm.models.cache import make_prompt_cache
+    cache = make_prompt_cache(m)
+    m(prompt[:-1][None], cache=cache)
+    mx.eval([c.state for c in cache])
+    out = count_ops(m(prompt[-1:][None], cache=cache))
+    return sum(out.values())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_teacher_forced_logits_within_bf16_bar(arch):
+    orig, opt = model(arch)
+    seq = tokens(28)
+    ref = generate.teacher_forced_logits(orig, seq, n_prompt=8)
+    new = generate.teacher_forced_logits(opt, seq, n_prompt=8)
+    c = generate.compare_logits(ref, new)
+    assert c.ok, str(c)
+    assert c.max_abs_diff == 0.0, "default levers are exact on the CPU backend"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_greedy_tokens_equal_mlx_lm(arch):
+    orig, opt = model(arch)
+    prompt = tokens(6, seed=2)
+    ref = list(generate.mlx_lm_loop(orig, prompt, 16))
+    assert list(generate.pipelined_loop(opt, prompt, 16)) == ref
+    # mlx-lm's own generate_step runs the optimized model unchanged
+    assert list(generate.mlx_lm_loop(opt, prompt, 16)) == ref
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fewer_primitives_per_decode_step(arch):
+    orig, opt = model(arch)
+    prompt = tokens(8, seed=3)
+    counts = (step_ops(orig, prompt), step_ops(opt, prompt))
+    assert counts[1] < counts[0]
+    assert counts == EXPECTED_OPS[arch]
+
+
+def test_kv_cache_growth_past_256():
+    """The in-compile KVCache write hands over to mlx-lm's growth path."""
+    orig, opt = model("qwen3")
+    seq = tokens(266, seed=8)
+    ref = generate.teacher_forced_logits(orig, seq, n_prompt=250)
+    new = generate.teacher_forced_logits(opt, seq, n_prompt=250)
+    assert generate.compare_logits(ref, new).max_abs_diff == 0.0
+
+
+def test_input_model_unchanged():
+    orig = random_model("qwen3_5_moe", "tiny", seed=0)
+    before = {k: (id(v), v) for k, v in tree_flatten(orig.parameters())}
+    prompt = tokens(8, seed=4)
+    ref = orig(prompt[None])
+    mx.eval(ref)
+    opt = optimize_model(orig)
+    mx.eval(opt(prompt[None]))
+    after = dict(tree_flatten(orig.parameters()))
+    assert after.keys() == before.keys()
+    for k, (ident, arr) in before.items():
+        assert id(after[k]) == ident and mx.array_equal(after[k], arr), k
+    assert mx.array_equal(orig(prompt[None]), ref)
+    # weights that need no fusion are shared, not copied; fused ones are new
+    orig_ids = {id(v) for _, v in tree_flatten(orig.parameters())}
+    new = {k: id(v) in orig_ids for k, v in tree_flatten(opt.parameters())}
+    assert new["embed_tokens.weight"] and new["decoder_layers.0.mixer.out_proj.weight"]
+    assert not new["decoder_layers.0.mixer.in_proj.weight"]
+
+
+def test_reversible_and_idempotent():
+    orig, opt = model("qwen3")
+    assert is_optimized(opt) and not is_optimized(orig)
+    assert unoptimize(opt) is orig and unoptimize(orig) is orig
+    again = optimize_model(opt)
+    assert again.original is orig
+    assert len(opt.layers) == len(orig.layers)
+    assert type(opt.make_cache()[0]).__name__ == "KVCache"
+
+
+def test_unknown_architecture():
+    class Toy(nn.Module):
+        def __call__(self, x, cache=None):
+            return x
+    with pytest.raises(UnsupportedModelError, match="supported: llama"):
+        optimize_model(Toy())
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        toy = Toy()
+        assert optimize_model(toy, strict=False) is toy
+    assert "unsupported architecture" in str(w[0].message)
+    assert set(ARCHS) == set(SUPPORTED)
+
+
+def test_bad_options():
+    orig, _ = model("llama")
+    with pytest.raises(ValueError, match="gated_delta"):
+        optimize_model(orig, gated_delta="magic")
+    with pytest.raises(TypeError):
+        optimize_model(orig, no_such_lever=True)
+
+
+@pytest.mark.parametrize("opts", [
+    {"gated_delta": "algebraic"}, {"gated_delta": "fast"},
+    {"shared_in_switch": True}, {"compile": False}, {"kv_in_compile": False},
+    {"fuse_qkv": False, "fuse_gate_up": False, "fuse_gdn_proj": False,
+     "fuse_router": False, "fuse_experts": False, "merge_qk_norm": False},
+])
+def test_lever_variants_within_bar(opts):
+    orig, _ = model("qwen3_5_moe")
+    opt = optimize_model(orig, **opts)
+    seq = tokens(24, seed=5)
+    c = generate.compare_logits(generate.teacher_forced_logits(orig, seq, 8),
+                                generate.teacher_forced_logits(opt, seq, 8))
+    assert c.ok, f"{opts}: {c}"
+
+
+@pytest.mark.parametrize("opts", [{"router": "topk_softmax"}, {"combine": "matmul"}])
+def test_router_variants_close_per_block(opts):
+    """Not exact (ties, rounding): one MoE block stays close to mlx-lm's."""
+    from mlxprof.optimize.ffn import MoE
+    orig, _ = model("qwen3_5_moe")
+    blk = orig.language_model.model.layers[0].mlp
+    ours = MoE(blk, **opts)
+    x = mx.random.normal((1, 8, 64), key=mx.random.key(6)).astype(mx.bfloat16)
+    ref, new = blk(x), ours(x)
+    rel = (mx.abs(ref - new).max() / mx.abs(ref).max()).item()
+    assert rel < 0.05, rel
+
+
+def test_gated_delta_contract():
+    """mx.fast.gated_delta_update vs mlx-lm's op path (see gdn.py's doc)."""
+    from mlx_lm.models.gated_delta import gated_delta_ops
+    from mlxprof.optimize.gdn import _delta_step, _delta_step_algebraic
+    ks = mx.random.split(mx.random.key(7), 6)
+    hk, hv, d = 2, 4, 64
+    q = (mx.random.normal((1, 1, hk, d), key=ks[0]) * 0.1).astype(mx.bfloat16)
+    k = (mx.random.normal((1, 1, hk, d), key=ks[1]) * 0.1).astype(mx.bfloat16)
+    v = mx.random.normal((1, 1, hv, d), key=ks[2]).astype(mx.bfloat16)
+    g = mx.random.uniform(0.5, 1.0, (1, 1, hv), key=ks[3])
+    beta = mx.random.uniform(0, 1, (1, 1, hv), key=ks[4]).astype(mx.bfloat16)
+    s = mx.random.normal((1, hv, d, d), key=ks[5])
+    y0, s0 = gated_delta_ops(q, k, v, g, beta, s)
+    f32 = mx.float32
+    # float32 inputs: the same numbers (gamma is not rounded to q's dtype)
+    y1, s1 = mx.fast.gated_delta_update(q.astype(f32), k.astype(f32),
+                                        v.astype(f32), g, beta.astype(f32), s)
+    assert mx.array_equal(y1.astype(mx.bfloat16), y0) and mx.array_equal(s1, s0)
+    # bf16 inputs: gamma is cast to bf16 first, so the state drifts
+    _, s2 = mx.fast.gated_delta_update(q, k, v, g, beta, s)
+    assert not mx.array_equal(s2, s0)
+    # the state is (B, Hv, Dv, Dk): swapping the last two axes changes y
+    y3, _ = mx.fast.gated_delta_update(q.astype(f32), k.astype(f32), v.astype(f32),
+                                       g, beta.astype(f32), s.swapaxes(-1, -2))
+    assert not mx.allclose(y3, y1)
+    # ours: grouped heads instead of mx.repeat, exact; algebraic, close
+    y4, s4 = _delta_step(q, k, v, g, beta, s)
+    assert mx.array_equal(y4, y0) and mx.array_equal(s4, s0)
+    y5, s5 = _delta_step_algebraic(mx.concatenate([q, k], 2), v, g, beta, s)
+    assert mx.allclose(y5.astype(f32), y0.astype(f32), atol=2e-2)
+    assert mx.allclose(s5, s0, atol=1e-5)
+
+
+def _smollm2_path():
+    try:
+        from mlxprof.models import smollm2
+        p = smollm2.cached_path()
+        return p if p.exists() else None
+    except Exception:
+        return None
+
+
+@pytest.mark.smollm2
+@pytest.mark.skipif(_smollm2_path() is None, reason="SmolLM2 weights not fetched")
+def test_smollm2_greedy_text_identical():
+    from mlxprof.models import smollm2
+    m, tok, _ = smollm2.load(_smollm2_path())
+    opt = optimize_model(m)
+    # short raw-text prompts: on a 2-core CPU each token costs ~0.3 s
+    for text in ("The capital of France is", "def fibonacci(n):", "Once upon a time"):
+        ids = mx.array(tok.encode(text), mx.int32)
+        ref = list(generate.mlx_lm_loop(m, ids, 6))
+        assert list(generate.pipelined_loop(opt, ids, 6)) == ref, text
+        assert tok.decode(ref).strip()
