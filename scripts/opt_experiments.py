@@ -52,7 +52,7 @@ from mlxprof.optimize import Options, optimize_model  # noqa: E402
 ARCH = {"qwen3.5-35b-a3b": "qwen3_5_moe", "qwen3-8b": "qwen3",
         "qwen3-30b-a3b": "qwen3_moe"}
 VIEWS = {"Reshape", "Broadcast", "ExpandDims", "Squeeze", "Slice", "Transpose",
-         "StopGradient", "Flatten", "Unflatten", "AsStrided", "Depends"}
+         "StopGradient", "Flatten", "Unflatten", "AsStrided", "Depends", "Split"}
 # variants timed against the baseline (pairwise interleaved)
 TIMED = {
     "exact": {},                                    # defaults: exact math

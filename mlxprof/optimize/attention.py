@@ -120,13 +120,15 @@ class Attention(nn.Module):
         h, hk, d = self.n_heads, self.n_kv, self.head_dim
         if self.fused and (not self.qk_norm or self.merge_qk_norm):
             p = self.qkv(x)
-            qk = p[..., :(h + hk) * d].reshape(B, h + hk, 1, d)
-            v = p[..., (h + hk) * d:(h + 2 * hk) * d].reshape(B, hk, 1, d)
-            gate = p[..., (h + 2 * hk) * d:] if self.gated else None
+            cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]
+            qk, v, *gate = mx.split(p, cuts, axis=-1)
+            qk = qk.reshape(B, h + hk, 1, d)
+            v = v.reshape(B, hk, 1, d)
+            gate = gate[0] if gate else None
             if self.qk_norm:
                 qk = mx.fast.rms_norm(qk, None, self.norm_eps) * self.qk_norm_w
-            qk = self.rope(qk, offset=offset)
-            return qk[:, :h], qk[:, h:], v, gate
+            q, k = mx.split(self.rope(qk, offset=offset), [h], axis=1)
+            return q, k, v, gate
         q, k, v, gate = self._project(x)
         q, k = q.reshape(B, h, 1, d), k.reshape(B, hk, 1, d)
         v = v.reshape(B, hk, 1, d)

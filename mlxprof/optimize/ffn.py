@@ -50,7 +50,7 @@ class MLP(nn.Module):
     def __call__(self, x):
         gu = self.gate_up(x)
         n = self.hidden
-        return self.down(swiglu(gu[..., :n], gu[..., n:]))
+        return self.down(swiglu(*mx.split(gu, [n], axis=-1)))
 
 
 class _Pair(nn.Module):
@@ -134,7 +134,7 @@ class MoE(nn.Module):
         r = self.router(x)
         e = self.num_experts
         if self.router_fused:
-            logits, sg = r[..., :e], r[..., e:]
+            logits, sg = mx.split(r, [e], axis=-1)
         else:
             logits = r
             sg = self.shared_gate(x) if self.has_shared else None
@@ -162,7 +162,7 @@ class MoE(nn.Module):
         lhs_down = self._lhs_down[inds.shape[-1] - self.top_k] if const else None
         gu = self.gate_up(x, idx, sorted_indices=do_sort, lhs_indices=lhs_up)
         n = self.hidden
-        y = self.down(swiglu(gu[..., :n], gu[..., n:]), idx,
+        y = self.down(swiglu(*mx.split(gu, [n], axis=-1)), idx,
                       sorted_indices=do_sort, lhs_indices=lhs_down)
         if do_sort:
             y = mx.unflatten(y[inv_order], 0, inds.shape)

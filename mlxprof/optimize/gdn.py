@@ -103,12 +103,11 @@ class GatedDeltaNet(nn.Module):
         cd, vd, hv = self.conv_dim, self.value_dim, self.hv
         if self.fused:
             p = self.in_proj(x)
-            qkv, z = p[..., :cd], p[..., cd:cd + vd]
-            b, a = p[..., cd + vd:cd + vd + hv], p[..., cd + vd + hv:]
-            ab = p[..., cd + vd:]
+            qkv, z, ab = mx.split(p, [cd, cd + vd], axis=-1)   # one view node
+            b, a = mx.split(ab, [hv], axis=-1)          # unused at decode: pruned
         elif len(self.in_projs) == 2:
             p0, ab = self.in_projs[0](x), self.in_projs[1](x)
-            qkv, z, b, a = p0[..., :cd], p0[..., cd:], ab[..., :hv], ab[..., hv:]
+            (qkv, z), (b, a) = mx.split(p0, [cd], -1), mx.split(ab, [hv], -1)
         else:
             (qkv, z, b, a), ab = (p(x) for p in self.in_projs), None
         return qkv, z.reshape(B, S, hv, self.dv), b, a, ab
@@ -168,7 +167,7 @@ class GatedDeltaNet(nn.Module):
             return mx.sigmoid(b).astype(f32), g
         gb = mx.where(self._is_b, mx.sigmoid(ab).astype(f32),
                       mx.exp(-self._exp_a * nn.softplus(ab + self._dt_ext)))
-        return gb[..., :self.hv], gb[..., self.hv:]
+        return mx.split(gb, [self.hv], axis=-1)
 
     def decode(self, x, conv_state, state):
         """x (B, 1, hidden) -> (out, new conv_state, new state)."""
@@ -181,12 +180,13 @@ class GatedDeltaNet(nn.Module):
         for j in range(1, self.kernel):
             acc = acc + conv_in[:, j:j + 1].astype(f32) * self.conv_taps[j]
         conv_out = nn.silu(acc.astype(x.dtype))                  # (B, 1, C)
-        v = conv_out[..., 2 * kd:].reshape(B, 1, hv, dv)
-        qk = conv_out[..., :2 * kd].reshape(B, 1, 2 * hk, dk)
+        qk, v = mx.split(conv_out, [2 * kd], axis=-1)
+        v = v.reshape(B, 1, hv, dv)
+        qk = qk.reshape(B, 1, 2 * hk, dk)
         eps = 1e-6 * dk ** -1.0
         qk = (mx.fast.rms_norm(qk, None, eps)
               * mx.array(self._qk_scale, x.dtype)).astype(f32)
-        q, k = qk[:, :, :hk], qk[:, :, hk:]
+        q, k = mx.split(qk, [hk], axis=2)
         beta, g = self._gates(b, a, ab)
         if self.recurrence == "fast":
             y, state = mx.fast.gated_delta_update(q, k, v.astype(f32), g, beta, state)
