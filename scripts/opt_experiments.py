@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 from mlxprof import generate  # noqa: E402
 from mlxprof.graph import count_ops  # noqa: E402
-from mlxprof.optimize import Options, optimize_model  # noqa: E402
+from mlxprof.optimize import optimize_model  # noqa: E402
 
 ARCH = {"qwen3.5-35b-a3b": "qwen3_5_moe", "qwen3-8b": "qwen3",
         "qwen3-30b-a3b": "qwen3_moe"}
@@ -59,6 +59,7 @@ TIMED = {
     "exact_ops": {"gated_delta": "ops"},            # GDN recurrence as ops
     "aggressive": {"router": "topk_softmax", "combine": "matmul",
                    "shared_in_switch": True, "gated_delta": "algebraic"},
+    "exact_kv_outside": {"kv_in_compile": False},   # if DynamicSliceUpdate misbehaves
 }
 # variants only counted (one lever changed from the defaults)
 COUNTED = {
@@ -439,6 +440,40 @@ class _fake_layer:  # the two norms an AttentionLayer reads from an mlx-lm layer
 # per model
 
 
+def time_variant(orig, prompt, vname, args) -> dict:
+    """Correctness, pairwise-interleaved decode timing and host split of one variant."""
+    kw = TIMED[vname]
+    t = time.perf_counter()
+    opt = optimize_model(orig, **kw)
+    rec = {"options": kw, **resolved(opt), "optimize_s": time.perf_counter() - t}
+    rec["correctness"] = correctness(orig, opt, prompt, args.check_tokens)
+    log(f"  {vname}: correctness {rec['correctness']}")
+    base_fn, opt_fn = generate.mlx_lm_loop, generate.pipelined_loop
+    decode_timing(base_fn, orig, prompt, 8)            # warm-up (and compile traces)
+    decode_timing(opt_fn, opt, prompt, 8)
+    rounds = []
+    for r in range(args.reps):
+        bt = decode_timing(base_fn, orig, prompt, args.tokens)
+        ot = decode_timing(opt_fn, opt, prompt, args.tokens)
+        rounds.append({"baseline_tok_s": bt["decode_tok_s"],
+                       "optimized_tok_s": ot["decode_tok_s"],
+                       "ratio": ot["decode_tok_s"] / bt["decode_tok_s"]})
+        log(f"    round {r}: mlx-lm {bt['decode_tok_s']:.1f} tok/s, "
+            f"optimized {ot['decode_tok_s']:.1f} tok/s, x{rounds[-1]['ratio']:.2f}")
+    rec["rounds"] = rounds
+    rec["median"] = {k: statistics.median(x[k] for x in rounds)
+                     for k in ("baseline_tok_s", "optimized_tok_s", "ratio")}
+    n_split = min(64, args.tokens)
+    rec["split_baseline"] = host_split(orig, prompt, n_split)
+    rec["split_optimized"] = host_split(opt, prompt, n_split)
+    log(f"    median x{rec['median']['ratio']:.2f}; split ms/token "
+        f"baseline {rec['split_baseline']} | optimized {rec['split_optimized']}")
+    del opt
+    return rec
+
+
+
+
 def run_model(name, args, budget, out, save):
     entry = out["models"].setdefault(name, {})
     log(f"\n=== {name} ({args.scale}) ===")
@@ -462,8 +497,14 @@ def run_model(name, args, budget, out, save):
     for vname, kw in {**TIMED, **COUNTED}.items():
         if budget.left() < 60:
             break
-        opt = optimize_model(orig, **kw)
-        ops = step_ops(opt, prompt)
+        try:
+            opt = optimize_model(orig, **kw)
+            ops = step_ops(opt, prompt)
+        except Exception as e:  # noqa: BLE001 - one lever failing must not stop the run
+            entry["variant_ops"][vname] = {"options": kw, "error": f"{type(e).__name__}: {e}"[:400]}
+            log(f"  {vname}: ERROR {e}")
+            free()
+            continue
         entry["variant_ops"][vname] = {"options": kw, **resolved(opt), **ops}
         s = ops["step"]
         msg = f"  {vname:22s} ops/step {s['total']:5d} ({s['non_view']} non-view)"
@@ -477,72 +518,68 @@ def run_model(name, args, budget, out, save):
 
     # correctness + timing + split, pairwise with the baseline
     entry["timed"] = {}
-    for vname in args.variants:
+    todo = list(args.variants)
+    while todo:
+        vname = todo.pop(0)
         if budget.left() < 90:
             log(f"  (budget) skipping {vname}")
             break
-        kw = TIMED[vname]
-        t = time.perf_counter()
-        opt = optimize_model(orig, **kw)
-        rec = {"options": kw, **resolved(opt), "optimize_s": time.perf_counter() - t}
-        rec["correctness"] = correctness(orig, opt, prompt, args.check_tokens)
-        log(f"  {vname}: correctness {rec['correctness']}")
-        base_fn, opt_fn = generate.mlx_lm_loop, generate.pipelined_loop
-        decode_timing(base_fn, orig, prompt, 8)            # warm-up
-        decode_timing(opt_fn, opt, prompt, 8)
-        rounds = []
-        for r in range(args.reps):
-            bt = decode_timing(base_fn, orig, prompt, args.tokens)
-            ot = decode_timing(opt_fn, opt, prompt, args.tokens)
-            rounds.append({"baseline_tok_s": bt["decode_tok_s"],
-                           "optimized_tok_s": ot["decode_tok_s"],
-                           "ratio": ot["decode_tok_s"] / bt["decode_tok_s"]})
-            log(f"    round {r}: mlx-lm {bt['decode_tok_s']:.1f} tok/s, "
-                f"optimized {ot['decode_tok_s']:.1f} tok/s, "
-                f"x{rounds[-1]['ratio']:.2f}")
-        rec["rounds"] = rounds
-        rec["median"] = {k: statistics.median(x[k] for x in rounds)
-                         for k in ("baseline_tok_s", "optimized_tok_s", "ratio")}
-        n_split = min(64, args.tokens)
-        rec["split_baseline"] = host_split(orig, prompt, n_split)
-        rec["split_optimized"] = host_split(opt, prompt, n_split)
-        log(f"    median x{rec['median']['ratio']:.2f}; split ms/token "
-            f"baseline {rec['split_baseline']} | optimized {rec['split_optimized']}")
+        try:
+            rec = time_variant(orig, prompt, vname, args)
+        except Exception as e:  # noqa: BLE001 - report and go on with the next
+            entry["timed"][vname] = {"options": TIMED[vname],
+                                     "error": f"{type(e).__name__}: {e}"[:400]}
+            log(f"  {vname}: ERROR {e}")
+            if vname == "exact" and "exact_kv_outside" not in args.variants:
+                todo.insert(0, "exact_kv_outside")   # the same levers, KV write outside
+            free()
+            save()
+            continue
         entry["timed"][vname] = rec
         save()
         if vname == args.variants[0] and not args.no_micro and "micro_layers" not in entry:
             try:
+                opt = optimize_model(orig, **TIMED[vname])
                 entry["micro_layers"] = micro_layers(orig, opt)
+                del opt
                 log(f"  layer steps (us): {entry['micro_layers']}")
             except Exception as e:  # noqa: BLE001
                 entry["micro_layers"] = {"error": f"{type(e).__name__}: {e}"[:300]}
-        del opt
         free()
         save()
 
     # micro-benchmarks at this model's shapes
     if not args.no_micro and budget.left() > 60:
-        cfg = _text_args(orig)
-        micro = entry.setdefault("micro", {})
-        if getattr(cfg, "linear_num_value_heads", 0):
-            micro["gated_delta"] = micro_gdn(cfg.linear_num_key_heads,
-                                             cfg.linear_num_value_heads,
-                                             cfg.linear_key_head_dim,
-                                             cfg.linear_value_head_dim)
-            log(f"  gated delta: {json.dumps(micro['gated_delta'], default=str)[:600]}")
-        if getattr(cfg, "num_experts", 0):
-            micro["gather_qmm_gate_up"] = micro_gather(
-                cfg.hidden_size, cfg.moe_intermediate_size, cfg.num_experts,
-                cfg.num_experts_per_tok)
-            log(f"  gather_qmm: {micro['gather_qmm_gate_up']}")
-        hd = cfg.head_dim or cfg.hidden_size // cfg.num_attention_heads
-        outs = [cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd,
-                cfg.num_key_value_heads * hd]
-        micro["qmm_qkv"] = micro_qmm(cfg.hidden_size, outs)
-        log(f"  qmm q/k/v: {micro['qmm_qkv']}")
-        save()
+        try:
+            run_micro(orig, entry, save)
+        except Exception as e:  # noqa: BLE001
+            entry.setdefault("micro", {})["error"] = f"{type(e).__name__}: {e}"[:400]
+            log(f"  micro: ERROR {e}")
     del orig
     free()
+
+
+def run_micro(orig, entry, save):
+    """Micro-benchmarks at this model's shapes (see the module doc)."""
+    cfg = _text_args(orig)
+    micro = entry.setdefault("micro", {})
+    if getattr(cfg, "linear_num_value_heads", 0):
+        micro["gated_delta"] = micro_gdn(cfg.linear_num_key_heads,
+                                         cfg.linear_num_value_heads,
+                                         cfg.linear_key_head_dim,
+                                         cfg.linear_value_head_dim)
+        log(f"  gated delta: {json.dumps(micro['gated_delta'], default=str)[:600]}")
+    if getattr(cfg, "num_experts", 0):
+        micro["gather_qmm_gate_up"] = micro_gather(
+            cfg.hidden_size, cfg.moe_intermediate_size, cfg.num_experts,
+            cfg.num_experts_per_tok)
+        log(f"  gather_qmm: {micro['gather_qmm_gate_up']}")
+    hd = cfg.head_dim or cfg.hidden_size // cfg.num_attention_heads
+    outs = [cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd,
+            cfg.num_key_value_heads * hd]
+    micro["qmm_qkv"] = micro_qmm(cfg.hidden_size, outs)
+    log(f"  qmm q/k/v: {micro['qmm_qkv']}")
+    save()
 
 
 def _text_args(model):

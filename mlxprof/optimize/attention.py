@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import mlx.core as mx
 import mlx.nn as nn

@@ -41,7 +41,7 @@ def _ffn(mlp, o):
     if hasattr(mlp, "switch_mlp"):
         return MoE(mlp, fuse_router=o.fuse_router, fuse_experts=o.fuse_experts,
                    shared_in_switch=o.shared_in_switch, router=o.router,
-                   combine=o.combine)
+                   combine=o.combine, fuse_gate_up=o.fuse_gate_up)
     if hasattr(mlp, "gate_proj"):
         return MLP.from_mlx_lm(mlp, fuse=o.fuse_gate_up)
     raise UnsupportedModelError(f"unsupported feed-forward block {type(mlp).__name__}")

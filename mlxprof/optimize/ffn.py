@@ -77,7 +77,7 @@ class MoE(nn.Module):
 
     def __init__(self, blk, fuse_router: bool = True, fuse_experts: bool = True,
                  shared_in_switch: bool = False, router: str = "exact",
-                 combine: str = "exact"):
+                 combine: str = "exact", fuse_gate_up: bool = True):
         super().__init__()
         if router not in ("exact", "topk_softmax") or combine not in ("exact", "matmul"):
             raise ValueError(f"bad router/combine {router!r}/{combine!r}")
@@ -127,7 +127,7 @@ class MoE(nn.Module):
                                     else ())
         except ValueError as e:
             raise NotImplementedError(f"MoE experts not supported: {e}") from e
-        self.shared = (MLP.from_mlx_lm(shared) if self.has_shared
+        self.shared = (MLP.from_mlx_lm(shared, fuse_gate_up) if self.has_shared
                        and not self.shared_in_switch else None)
 
     def _route(self, x):
