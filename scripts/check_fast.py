@@ -15,8 +15,48 @@ import time
 VARIANTS = {
     "default": {},
     "gdn_ops": {"gated_delta": "ops"},
+    "gdn_ops_no_merge": {"gated_delta": "ops", "merge_qk_norm": False},
     "no_compile": {"compile": False},
+    "no_compile_gdn_ops": {"compile": False, "gated_delta": "ops"},
+    "general_path": {"compile": False, "decode_path": False},
+    "gdn_mlx_lm": {"gated_delta": "mlx_lm"},
+    "no_compile_gdn_mlx_lm": {"compile": False, "gated_delta": "mlx_lm"},
+    # decode path on one kind of layer only (the other runs mlx-lm's math)
+    "no_compile_gdn_only": {"compile": False, "gated_delta": "ops", "_only": "ssm"},
+    "no_compile_attn_only": {"compile": False, "_only": "fa"},
+    "no_compile_gdn_mlx_lm_only": {"compile": False, "gated_delta": "mlx_lm",
+                                   "_only": "ssm"},
+    "gdn_mlx_lm_attn_only": {"gated_delta": "mlx_lm", "_only": "fa"},
+    "gdn_mlx_lm_gdn_only": {"gated_delta": "mlx_lm", "_only": "ssm"},
 }
+
+
+def restrict(model, kind):
+    """Use the decode path only on layers of mask kind `kind` ("ssm" / "fa")."""
+    for layer in model.layers:
+        if layer.mask_kind != kind:
+            layer.can_step = lambda cache, mask: False
+
+
+def timeline(lm, prompt, tokens, loop, model=None):
+    """Seconds between consecutive tokens of one greedy run (first = prefill)."""
+    import time as t
+    import mlxprof.generate as G
+    out, last = [], t.perf_counter()
+    for _ in G.stream(model or lm.model, prompt, tokens, loop=loop):
+        now = t.perf_counter()
+        out.append(now - last)
+        last = now
+    return out
+
+
+def spikes(times, factor=3.0):
+    """Steps (after the first) slower than factor x the median, with ms."""
+    import statistics
+    med = statistics.median(times[1:])
+    return {"median_ms": round(med * 1e3, 3),
+            "spikes": [(i, round(x * 1e3, 1)) for i, x in enumerate(times)
+                       if i and x > factor * med]}
 
 
 def main() -> None:
@@ -25,6 +65,10 @@ def main() -> None:
     ap.add_argument("--scale", default="full")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--out", default="out/check_fast.json")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--timeline", type=int, default=0,
+                    help="also time each token of N-token runs (mlx_lm, fast, and "
+                         "each variant), twice, to find recompilation spikes")
     args = ap.parse_args()
 
     import mlx.core as mx
@@ -40,17 +84,33 @@ def main() -> None:
     ref = G.teacher_forced_logits(lm.model, feed, n_prompt=len(prompt))
     out = {"model": args.model, "scale": args.scale, "tokens": args.tokens,
            "provenance": collect(), "variants": {}}
-    for name, opts in VARIANTS.items():
+    if args.timeline:
+        runs = [timeline(lm, prompt, args.timeline, "mlx_lm") for _ in range(2)]
+        out["mlx_lm"] = {"timeline": [spikes(r) for r in runs],
+                         "decode_tok_per_s": [round((len(r) - 1) / sum(r[1:]), 1)
+                                              for r in runs]}
+        print("mlx_lm", out["mlx_lm"], flush=True)
+    for name in args.variants.split(","):
+        opts = dict(VARIANTS[name])
+        only = opts.pop("_only", None)
         t0 = time.perf_counter()
         fast = optimize_model(lm.model, Options(**opts))
+        if only:
+            restrict(fast, only)
         got = G.teacher_forced_logits(fast, feed, n_prompt=len(prompt))
         cmp = G.compare_logits(ref, got)
         toks = list(G.stream(fast, prompt, args.tokens, loop="pipelined"))
         first = next((i for i, (a, b) in enumerate(zip(ref_tokens, toks)) if a != b), None)
         out["variants"][name] = {
-            "options": opts, "rel_max_diff": cmp.rel_max_diff,
+            "options": dict(opts, **({"decode_path_layers": only} if only else {})),
+            "rel_max_diff": cmp.rel_max_diff,
             "argmax_agreement": cmp.argmax_agreement, "ok": cmp.ok,
             "greedy_first_mismatch": first, "seconds": round(time.perf_counter() - t0, 1)}
+        if args.timeline:
+            runs = [timeline(lm, prompt, args.timeline, "pipelined", fast) for _ in range(2)]
+            out["variants"][name]["timeline"] = [spikes(r) for r in runs]
+            out["variants"][name]["decode_tok_per_s"] = [
+                round((len(r) - 1) / sum(r[1:]), 1) for r in runs]
         print(name, out["variants"][name], flush=True)
         del fast
     with open(args.out, "w") as f:

@@ -146,6 +146,7 @@ def test_bad_options():
 @pytest.mark.parametrize("opts", [
     {"gated_delta": "algebraic"}, {"gated_delta": "fast"},
     {"shared_in_switch": True}, {"compile": False}, {"kv_in_compile": False},
+    {"gated_delta": "mlx_lm"}, {"compile": False, "decode_path": False},
     {"fuse_qkv": False, "fuse_gate_up": False, "fuse_gdn_proj": False,
      "fuse_router": False, "fuse_experts": False, "merge_qk_norm": False},
 ])
@@ -156,6 +157,28 @@ def test_lever_variants_within_bar(opts):
     c = generate.compare_logits(generate.teacher_forced_logits(orig, seq, 8),
                                 generate.teacher_forced_logits(opt, seq, 8))
     assert c.ok, f"{opts}: {c}"
+
+
+def test_decode_path_is_separate_from_compile():
+    """compile=False keeps the one-token layer code (fewer ops than mlx-lm's
+    general code); decode_path=False runs the general code at decode too."""
+    orig, _ = model("qwen3_5_moe")
+    prompt = tokens(8)
+    general = step_ops(optimize_model(orig, compile=False, decode_path=False), prompt)
+    decode = step_ops(optimize_model(orig, compile=False), prompt)
+    compiled = step_ops(optimize_model(orig), prompt)
+    assert compiled < decode < general
+
+
+def test_mlx_lm_recurrence_is_bit_exact():
+    """gated_delta="mlx_lm" runs mlx-lm's own GDN functions at decode: the
+    exact-rounding choice (on CUDA too, uncompiled: scripts/check_fast.py)."""
+    orig, _ = model("qwen3_5_moe")
+    seq = tokens(20, seed=7)
+    ref = generate.teacher_forced_logits(orig, seq, 8)
+    for opts in ({"gated_delta": "mlx_lm"}, {"gated_delta": "mlx_lm", "compile": False}):
+        got = generate.teacher_forced_logits(optimize_model(orig, **opts), seq, 8)
+        assert mx.array_equal(ref, got), opts
 
 
 @pytest.mark.parametrize("opts", [{"router": "topk_softmax"}, {"combine": "matmul"}])

@@ -52,11 +52,15 @@ class UnsupportedModelError(ValueError):
 class Options:
     """Which levers optimize_model() applies.
 
-    Exact-math levers (on by default): fused projections, compile, merged
+    decode_path runs one-token steps through the layers' decode code (views
+    dropped, static shapes); compile wraps that code in mx.compile (no
+    effect without decode_path). Exact-math levers (on by default): fused
+    projections, compile, merged
     q/k norm, the KVCache write inside the compiled attention step
     (kv_in_compile). gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's
     math as broadcast ops), "algebraic" (same math regrouped: fewer
-    kernels, float32 rounding differs), "fast" (mx.fast.gated_delta_update,
+    kernels, float32 rounding differs), "mlx_lm" (mlx-lm's own conv1d,
+    gated_delta_update and norms at one token: its exact rounding), "fast" (mx.fast.gated_delta_update,
     one kernel where the backend has one), "cuda" (our CUDA kernel,
     cuda_gdn.py), "auto" ("fast" if the probe finds a kernel, else "cuda"
     on a CUDA GPU if its self-check passes, else "ops").
@@ -74,6 +78,7 @@ class Options:
     fuse_experts: bool = True
     shared_in_switch: bool = False
     merge_qk_norm: bool = True
+    decode_path: bool = True
     compile: bool = True
     kv_in_compile: bool = True
     gated_delta: str = "auto"
@@ -82,7 +87,7 @@ class Options:
 
 
 def _check(o: Options) -> None:
-    choices = {"gated_delta": ("auto", "ops", "algebraic", "fast", "cuda"),
+    choices = {"gated_delta": ("auto", "mlx_lm", "ops", "algebraic", "fast", "cuda"),
                "router": ("exact", "topk_softmax"), "combine": ("exact", "matmul")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:

@@ -31,7 +31,7 @@ from .fuse import fuse_linears
 
 __all__ = ["GatedDeltaNet", "RECURRENCES"]
 
-RECURRENCES = ("ops", "algebraic", "fast", "cuda")
+RECURRENCES = ("mlx_lm", "ops", "algebraic", "fast", "cuda")
 
 
 def _next_rows(nk, dk, nv, dv):
@@ -136,6 +136,16 @@ class GatedDeltaNet(nn.Module):
                 cache[0] = mx.take_along_axis(conv_input, positions, axis=1)
             else:
                 cache[0] = mx.contiguous(conv_input[:, -n_keep:, :])
+        out, state = self._core(qkv, z, b, a, conv_input,
+                                cache[1] if cache else None, mask)
+        if cache is not None:
+            cache[1] = state
+            cache.advance(S)
+        return out
+
+    def _core(self, qkv, z, b, a, conv_input, state, mask):
+        """mlx-lm's conv, q/k norm, gated_delta_update, gated norm, out_proj."""
+        B, S = qkv.shape[:2]
         conv_out = nn.silu(mx.conv1d(conv_input, self.conv_w,
                                      groups=self.conv_dim))
         kd = self.key_dim
@@ -146,14 +156,10 @@ class GatedDeltaNet(nn.Module):
         eps = 1e-6 * inv ** 2
         q = (inv ** 2) * mx.fast.rms_norm(q, None, eps)
         k = inv * mx.fast.rms_norm(k, None, eps)
-        state = cache[1] if cache else None
         out, state = gated_delta_update(q, k, v, a, b, self.A_log, self.dt_bias,
                                         state, mask, use_kernel=True)
-        if cache is not None:
-            cache[1] = state
-            cache.advance(S)
         out = self._gated_norm(out, z)
-        return self.out_proj(out.reshape(B, S, -1))
+        return self.out_proj(out.reshape(B, S, -1)), state
 
     # -- one token, traced inside a compiled layer step -----------------------
     def _gates(self, b, a, ab=None):
@@ -175,6 +181,9 @@ class GatedDeltaNet(nn.Module):
         hk, hv, dk, dv, kd = self.hk, self.hv, self.dk, self.dv, self.key_dim
         qkv, z, b, a, ab = self._project(x)
         conv_in = mx.concatenate([conv_state, qkv], axis=1)     # (B, K, C)
+        if self.recurrence == "mlx_lm":
+            out, state = self._core(qkv, z, b, a, conv_in, state, None)
+            return out, conv_in[:, 1:], state
         f32 = mx.float32
         acc = conv_in[:, 0:1].astype(f32) * self.conv_taps[0]
         for j in range(1, self.kernel):

@@ -54,7 +54,7 @@ class OptimizedModel(nn.Module):
     """An mlx-lm language model rewritten for decode; see optimize_model()."""
 
     def __init__(self, original, embed, layers, norm, lm_head, args, arch: str,
-                 options, compile_: bool = True):
+                 options, compile_: bool = True, decode_path: bool = True):
         super().__init__()
         self.embed_tokens = embed
         self.decoder_layers = layers
@@ -70,6 +70,7 @@ class OptimizedModel(nn.Module):
         self._window = getattr(args, "sliding_window", None)
         self._head = mx.compile(self._head_fn) if compile_ else self._head_fn
         self.compiled = compile_
+        self.decode_path = decode_path
 
     # -- mlx-lm compatibility -------------------------------------------------
     @property
@@ -111,7 +112,7 @@ class OptimizedModel(nn.Module):
         if cache is None:
             cache = [None] * len(self.decoder_layers)
         masks = self._masks(h, cache)
-        decode = self.compiled and h.shape[1] == 1
+        decode = self.decode_path and h.shape[1] == 1
         offsets: dict = {}
         for layer, c in zip(self.decoder_layers, cache):
             mask = masks[layer.mask_kind]

@@ -1,0 +1,37 @@
+"""Bench optimize_model() variants side by side with mlx-lm (GPU experiment).
+
+    python3 scripts/bench_variants.py --models qwen3.5-35b-a3b --scale full \
+        --tokens 256 --reps 5 --out out/variants.json
+
+Registers one loop per variant, `fast_<name>` (the pipelined loop on
+`optimize_model(model, **options)`), then runs `mlxprof bench` with them and
+mlx_lm; every other argument goes to `mlxprof bench` unchanged.
+"""
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+VARIANTS = {
+    "ops": {"gated_delta": "ops"},
+    "algebraic": {"gated_delta": "algebraic"},
+    "all_levers": {"shared_in_switch": True, "router": "topk_softmax",
+                   "combine": "matmul"},
+}
+
+
+def main() -> int:
+    from mlxprof import cli, generate
+    from mlxprof.optimize import optimize_model
+
+    names = ["mlx_lm", "fast"]
+    for name, opts in VARIANTS.items():
+        generate.register(generate.Loop(
+            f"fast_{name}", generate.pipelined_loop, f"pipelined on optimize_model({opts})",
+            prepare=partial(optimize_model, **opts)))
+        names.append(f"fast_{name}")
+    return cli.main(["bench", "--loops", ",".join(names), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
