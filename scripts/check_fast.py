@@ -38,15 +38,18 @@ def restrict(model, kind):
             layer.can_step = lambda cache, mask: False
 
 
-def timeline(lm, prompt, tokens, loop, model=None):
-    """Seconds between consecutive tokens of one greedy run (first = prefill)."""
-    import time as t
+def timelines(model, prompt, tokens, loop, runs=2):
+    """Per-token timing of `runs` greedy runs: median ms, spikes and decode tok/s."""
     import mlxprof.generate as G
-    out, last = [], t.perf_counter()
-    for _ in G.stream(model or lm.model, prompt, tokens, loop=loop):
-        now = t.perf_counter()
-        out.append(now - last)
-        last = now
+    out = {"timeline": [], "decode_tok_per_s": []}
+    for _ in range(runs):
+        times, last = [], time.perf_counter()
+        for _ in G.stream(model, prompt, tokens, loop=loop):
+            now = time.perf_counter()
+            times.append(now - last)            # first entry includes the prefill
+            last = now
+        out["timeline"].append(spikes(times))
+        out["decode_tok_per_s"].append(round((len(times) - 1) / sum(times[1:]), 1))
     return out
 
 
@@ -85,10 +88,7 @@ def main() -> None:
     out = {"model": args.model, "scale": args.scale, "tokens": args.tokens,
            "provenance": collect(), "variants": {}}
     if args.timeline:
-        runs = [timeline(lm, prompt, args.timeline, "mlx_lm") for _ in range(2)]
-        out["mlx_lm"] = {"timeline": [spikes(r) for r in runs],
-                         "decode_tok_per_s": [round((len(r) - 1) / sum(r[1:]), 1)
-                                              for r in runs]}
+        out["mlx_lm"] = timelines(lm.model, prompt, args.timeline, "mlx_lm")
         print("mlx_lm", out["mlx_lm"], flush=True)
     for name in args.variants.split(","):
         opts = dict(VARIANTS[name])
@@ -107,10 +107,7 @@ def main() -> None:
             "argmax_agreement": cmp.argmax_agreement, "ok": cmp.ok,
             "greedy_first_mismatch": first, "seconds": round(time.perf_counter() - t0, 1)}
         if args.timeline:
-            runs = [timeline(lm, prompt, args.timeline, "pipelined", fast) for _ in range(2)]
-            out["variants"][name]["timeline"] = [spikes(r) for r in runs]
-            out["variants"][name]["decode_tok_per_s"] = [
-                round((len(r) - 1) / sum(r[1:]), 1) for r in runs]
+            out["variants"][name].update(timelines(fast, prompt, args.timeline, "pipelined"))
         print(name, out["variants"][name], flush=True)
         del fast
     with open(args.out, "w") as f:

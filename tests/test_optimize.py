@@ -43,13 +43,17 @@ def tokens(n, seed=1):
     return mx.random.randint(0, 512, (n,), key=mx.random.key(seed)).astype(mx.int32)
 
 
-def step_ops(m, prompt):
+def step_counts(m, prompt):
+    """Primitives by name in one decode step after prefilling prompt[:-1]."""
     from mlx_lm.models.cache import make_prompt_cache
     cache = make_prompt_cache(m)
     m(prompt[:-1][None], cache=cache)
     mx.eval([c.state for c in cache])
-    out = count_ops(m(prompt[-1:][None], cache=cache))
-    return sum(out.values())
+    return count_ops(m(prompt[-1:][None], cache=cache))
+
+
+def step_ops(m, prompt):
+    return sum(step_counts(m, prompt).values())
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -179,6 +183,10 @@ def test_mlx_lm_recurrence_is_bit_exact():
     for opts in ({"gated_delta": "mlx_lm"}, {"gated_delta": "mlx_lm", "compile": False}):
         got = generate.teacher_forced_logits(optimize_model(orig, **opts), seq, 8)
         assert mx.array_equal(ref, got), opts
+    # mlx-lm's conv1d runs at decode only on this path ("ops" does 4 multiply-adds)
+    convs = {r: step_counts(optimize_model(orig, gated_delta=r, compile=False),
+                            tokens(8)).get("Convolution", 0) for r in ("mlx_lm", "ops")}
+    assert convs["mlx_lm"] > 0 and convs["ops"] == 0, convs
 
 
 @pytest.mark.parametrize("opts", [{"router": "topk_softmax"}, {"combine": "matmul"}])

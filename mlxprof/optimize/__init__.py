@@ -54,14 +54,16 @@ class Options:
 
     decode_path runs one-token steps through the layers' decode code (views
     dropped, static shapes); compile wraps that code in mx.compile (no
-    effect without decode_path). Exact-math levers (on by default): fused
-    projections, compile, merged
-    q/k norm, the KVCache write inside the compiled attention step
-    (kv_in_compile). gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's
-    math as broadcast ops), "algebraic" (same math regrouped: fewer
-    kernels, float32 rounding differs), "mlx_lm" (mlx-lm's own conv1d,
-    gated_delta_update and norms at one token: its exact rounding), "fast" (mx.fast.gated_delta_update,
-    one kernel where the backend has one), "cuda" (our CUDA kernel,
+    effect without decode_path). Levers bit-exact on the CPU backend (on by
+    default): fused projections, decode_path, compile, merged q/k norm, the
+    KVCache write inside the compiled attention step (kv_in_compile). On
+    CUDA, compiled pieces round differently (README, "The fast loop").
+    gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's math as
+    broadcast ops), "algebraic" (same math regrouped: fewer kernels,
+    float32 rounding differs), "mlx_lm" (mlx-lm's own conv1d,
+    gated_delta_update and norms at one token: its exact rounding on every
+    backend), "fast" (mx.fast.gated_delta_update, one kernel where the
+    backend has one), "cuda" (our CUDA kernel,
     cuda_gdn.py), "auto" ("fast" if the probe finds a kernel, else "cuda"
     on a CUDA GPU if its self-check passes, else "ops").
     router="topk_softmax" takes top-k on the logits and a softmax over

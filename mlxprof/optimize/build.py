@@ -80,5 +80,4 @@ def build(model, arch: str, o) -> OptimizedModel:
     mx.eval([l.parameters() for l in layers])
     lm_head = fuse_linears([head]) if head is not None else None
     return OptimizedModel(model, Embedding(inner.embed_tokens), layers,
-                          inner.norm, lm_head, args, arch, o, compile_=o.compile,
-                          decode_path=o.decode_path)
+                          inner.norm, lm_head, args, arch, o)

@@ -7,7 +7,9 @@ mlx-lm's own conv and `gated_delta_update`, so prefill matches mlx-lm);
 `decode()` is the one-token step a compiled layer traces: the depthwise conv
 as four fused multiply-adds, q and k normalized by one RMSNorm, and the
 recurrence either as broadcast ops (no `mx.repeat` copies) or as the core
-`mx.fast.gated_delta_update` (see probe.py for when).
+`mx.fast.gated_delta_update` (see probe.py for when). Recurrence "mlx_lm"
+runs general()'s own math (`_core`) at one token instead: mlx-lm's rounding
+on every backend, more ops.
 
 Contract of `mx.fast.gated_delta_update(q, k, v, gamma, beta, state)` in MLX
 0.32.4, checked against mlx-lm's `gated_delta_ops` (tests): q, k (B, T, Hk, Dk),

@@ -3,7 +3,7 @@
 A layer has two paths:
 
 * `__call__(x, mask, cache)`: any sequence length, mlx-lm's math (prefill,
-  and decode when compile is off or the cache is unusual);
+  and decode when Options.decode_path is off or the cache is unusual);
 * `step(x, mask, cache, offsets)`: one token. Everything with static shapes
   runs in `mx.compile`d closures over this layer's weights:
   - attention layer: [norm, fused q/k/v, q/k norm, RoPE] -> cache update and

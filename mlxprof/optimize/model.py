@@ -54,7 +54,7 @@ class OptimizedModel(nn.Module):
     """An mlx-lm language model rewritten for decode; see optimize_model()."""
 
     def __init__(self, original, embed, layers, norm, lm_head, args, arch: str,
-                 options, compile_: bool = True, decode_path: bool = True):
+                 options):
         super().__init__()
         self.embed_tokens = embed
         self.decoder_layers = layers
@@ -68,9 +68,7 @@ class OptimizedModel(nn.Module):
         kinds = [l.mask_kind for l in layers]
         self._idx = {k: kinds.index(k) for k in ("fa", "swa", "ssm") if k in kinds}
         self._window = getattr(args, "sliding_window", None)
-        self._head = mx.compile(self._head_fn) if compile_ else self._head_fn
-        self.compiled = compile_
-        self.decode_path = decode_path
+        self._head = mx.compile(self._head_fn) if options.compile else self._head_fn
 
     # -- mlx-lm compatibility -------------------------------------------------
     @property
@@ -112,7 +110,7 @@ class OptimizedModel(nn.Module):
         if cache is None:
             cache = [None] * len(self.decoder_layers)
         masks = self._masks(h, cache)
-        decode = self.decode_path and h.shape[1] == 1
+        decode = self.options.decode_path and h.shape[1] == 1
         offsets: dict = {}
         for layer, c in zip(self.decoder_layers, cache):
             mask = masks[layer.mask_kind]
