@@ -13,10 +13,12 @@ import sys
 from functools import partial
 
 VARIANTS = {
-    "ops": {"gated_delta": "ops"},
-    "algebraic": {"gated_delta": "algebraic"},
-    "all_levers": {"shared_in_switch": True, "router": "topk_softmax",
-                   "combine": "matmul"},
+    # the custom CUDA kernels one family at a time; "prev" = the fast loop
+    # before them (the recurrence kernel only)
+    "prev": {"gated_delta": "cuda", "router": "exact", "combine": "exact"},
+    "moe_kernels": {"gated_delta": "cuda"},
+    "gdn_fused": {"router": "exact", "combine": "exact"},
+    "shared_in_switch": {"shared_in_switch": True},
 }
 
 

@@ -4,7 +4,9 @@
 
 For each variant of mlxprof.optimize.Options: max |diff| / max |logit| and argmax
 agreement over the rows of a greedy mlx-lm continuation (the bar: <= 2%, >= 95%),
-and the first step where greedy tokens differ.
+and the first step where greedy tokens differ. With --f32-reference, also each
+one's distance (and mlx-lm's own) to the same model run in float32 activations:
+how far bf16 rounding alone moves mlx-lm on this model.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ VARIANTS = {
                                    "_only": "ssm"},
     "gdn_mlx_lm_attn_only": {"gated_delta": "mlx_lm", "_only": "fa"},
     "gdn_mlx_lm_gdn_only": {"gated_delta": "mlx_lm", "_only": "ssm"},
+    # the custom CUDA kernels (default on a CUDA GPU), one family at a time
+    "prev_fast": {"gated_delta": "cuda", "router": "exact", "combine": "exact"},
+    "moe_kernels": {"gated_delta": "cuda"},
+    "gdn_fused": {"router": "exact", "combine": "exact"},
 }
 
 
@@ -72,6 +78,8 @@ def main() -> None:
     ap.add_argument("--timeline", type=int, default=0,
                     help="also time each token of N-token runs (mlx_lm, fast, and "
                          "each variant), twice, to find recompilation spikes")
+    ap.add_argument("--f32-reference", action="store_true",
+                    help="compare everything with the model run in float32 activations")
     args = ap.parse_args()
 
     import mlx.core as mx
@@ -86,7 +94,9 @@ def main() -> None:
     feed = mx.array(prompt.tolist() + ref_tokens)
     ref = G.teacher_forced_logits(lm.model, feed, n_prompt=len(prompt))
     out = {"model": args.model, "scale": args.scale, "tokens": args.tokens,
-           "provenance": collect(), "variants": {}}
+           "provenance": collect(), "variants": {}, "kernels": picked(lm.model)}
+    print("kernels", out["kernels"], flush=True)
+    logits = {"mlx_lm": ref}
     if args.timeline:
         out["mlx_lm"] = timelines(lm.model, prompt, args.timeline, "mlx_lm")
         print("mlx_lm", out["mlx_lm"], flush=True)
@@ -98,6 +108,7 @@ def main() -> None:
         if only:
             restrict(fast, only)
         got = G.teacher_forced_logits(fast, feed, n_prompt=len(prompt))
+        logits[name] = got
         cmp = G.compare_logits(ref, got)
         toks = list(G.stream(fast, prompt, args.tokens, loop="pipelined"))
         first = next((i for i, (a, b) in enumerate(zip(ref_tokens, toks)) if a != b), None)
@@ -110,8 +121,45 @@ def main() -> None:
             out["variants"][name].update(timelines(fast, prompt, args.timeline, "pipelined"))
         print(name, out["variants"][name], flush=True)
         del fast
+    if args.f32_reference:
+        out["vs_float32"] = vs_float32(lm.model, feed, len(prompt), logits)
+        print("vs_float32", out["vs_float32"], flush=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
+
+
+def picked(model) -> dict:
+    """What gated_delta / router / combine "auto" chose here, and the self-checks."""
+    from mlxprof.optimize import optimize_model
+    fast = optimize_model(model)
+    gdn = [l.mixer.recurrence for l in fast.layers if hasattr(l.mixer, "recurrence")]
+    moe = [(l.ffn.router_mode, l.ffn.combine) for l in fast.layers
+           if hasattr(l.ffn, "router_mode")]
+    out = {"gated_delta": sorted(set(gdn)), "router_combine": sorted(set(moe))}
+    from mlxprof.optimize import cuda_gdn_layer, cuda_moe
+    if cuda_moe.available():
+        ffn = next(l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode"))
+        out["moe_self_check"] = cuda_moe.self_check(
+            ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
+        mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
+        if mixer is not None:
+            out["gdn_fused_self_check"] = cuda_gdn_layer.self_check(mixer)
+    return out
+
+
+
+def vs_float32(model, feed, n_prompt, logits) -> dict:
+    """Each table of `logits` against the model's logits in float32 activations
+    (the model is cast in place: call last)."""
+    import mlx.core as mx
+    import mlxprof.generate as G
+    model.set_dtype(mx.float32)
+    ref32 = G.teacher_forced_logits(model, feed, n_prompt=n_prompt)
+    out = {}
+    for name, got in logits.items():
+        c = G.compare_logits(ref32, got)
+        out[name] = {"rel_max_diff": c.rel_max_diff, "argmax_agreement": c.argmax_agreement}
+    return out
 
 
 if __name__ == "__main__":

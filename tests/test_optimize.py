@@ -202,6 +202,36 @@ def test_router_variants_close_per_block(opts):
     assert rel < 0.05, rel
 
 
+@pytest.mark.parametrize("arch", ["qwen3_5_moe", "qwen3_moe"])
+def test_moe_kernel_references_equal_mlx_lm(arch):
+    """route_reference + combine_reference (the contracts cuda_moe's kernels
+    are checked against on the GPU) give mlx-lm's block output bit-exactly,
+    residual add included."""
+    from mlxprof.optimize import cuda_moe
+    from mlxprof.optimize.ffn import MoE
+    orig, _ = model(arch)
+    inner = getattr(orig, "language_model", orig).model
+    blk = inner.layers[-1].mlp
+    ours = MoE(blk)
+    ks = mx.random.split(mx.random.key(8), 2)
+    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
+    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
+    inds, w, sg = cuda_moe.route_reference(ours.router(x), ours.top_k, ours.num_experts,
+                                           ours.norm_topk_prob, ours.has_shared)
+    shared = ours.shared(x) if ours.has_shared else None
+    got = cuda_moe.combine_reference(ours._experts(x, inds), w, h,
+                                     sg if ours.has_shared else None, shared)
+    assert mx.array_equal(got, h + blk(x))
+    assert mx.array_equal(ours.add_to(h, x), h + blk(x))
+
+
+def test_cuda_only_levers_refuse_cpu():
+    orig, _ = model("qwen3_5_moe")
+    for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"gated_delta": "fused"}):
+        with pytest.raises(ValueError, match="CUDA backend"):
+            optimize_model(orig, **opts)
+
+
 def test_gated_delta_contract():
     """mx.fast.gated_delta_update vs mlx-lm's op path (see gdn.py's doc)."""
     from mlx_lm.models.gated_delta import gated_delta_ops

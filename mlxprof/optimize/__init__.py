@@ -63,13 +63,20 @@ class Options:
     float32 rounding differs), "mlx_lm" (mlx-lm's own conv1d,
     gated_delta_update and norms at one token: its exact rounding on every
     backend), "fast" (mx.fast.gated_delta_update, one kernel where the
-    backend has one), "cuda" (our CUDA kernel,
-    cuda_gdn.py), "auto" ("fast" if the probe finds a kernel, else "cuda"
-    on a CUDA GPU if its self-check passes, else "ops").
+    backend has one), "cuda" (our CUDA kernel for the recurrence,
+    cuda_gdn.py), "fused" (conv, norms, gates, recurrence and gated norm
+    in one CUDA kernel, cuda_gdn_layer.py), "auto" (on a CUDA GPU "fused"
+    if its self-check passes; else "fast" if the probe finds a kernel,
+    else "cuda" on a CUDA GPU if its self-check passes, else "ops").
     router="topk_softmax" takes top-k on the logits and a softmax over
     them (2 kernels fewer; may pick a different expert at bf16 ties of the
     probabilities); combine="matmul" sums the experts' outputs with one
-    matmul. shared_in_switch makes Qwen3.5's shared expert expert number E
+    matmul. router="cuda" / combine="cuda" run the MoE routing (softmax,
+    top-k, renormalization, shared gate) and the combine (weighted sum,
+    shared expert, residual add) as one custom CUDA kernel each at one
+    token (cuda_moe.py; mlx-lm's rounding points, float32 sums may be
+    ordered differently); "auto" picks them on a CUDA GPU when their
+    self-check passes, else "exact". shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     """
 
@@ -84,13 +91,15 @@ class Options:
     compile: bool = True
     kv_in_compile: bool = True
     gated_delta: str = "auto"
-    router: str = "exact"
-    combine: str = "exact"
+    router: str = "auto"
+    combine: str = "auto"
 
 
 def _check(o: Options) -> None:
-    choices = {"gated_delta": ("auto", "mlx_lm", "ops", "algebraic", "fast", "cuda"),
-               "router": ("exact", "topk_softmax"), "combine": ("exact", "matmul")}
+    choices = {"gated_delta": ("auto", "mlx_lm", "ops", "algebraic", "fast", "cuda",
+                               "fused"),
+               "router": ("auto", "exact", "topk_softmax", "cuda"),
+               "combine": ("auto", "exact", "matmul", "cuda")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:
             raise ValueError(f"{name} must be one of {ok}, got {getattr(o, name)!r}")

@@ -36,12 +36,27 @@ def _check_local(*mods):
             raise UnsupportedModelError("sharded (distributed) models are not supported")
 
 
+def _moe_kernels(blk, o) -> tuple[str, str]:
+    """Options.router / combine with "auto" resolved for this MoE block."""
+    auto = [name for name in ("router", "combine") if getattr(o, name) == "auto"]
+    use = False
+    if auto:
+        from . import cuda_moe
+        dim = blk.switch_mlp.down_proj.weight.shape[1]
+        use = cuda_moe.available() and \
+            cuda_moe.self_check(blk.num_experts, blk.top_k, dim) < 1e-2
+    pick = lambda name: ("cuda" if use else "exact") if name in auto \
+        else getattr(o, name)
+    return pick("router"), pick("combine")
+
+
 def _ffn(mlp, o):
     _check_local(mlp)
     if hasattr(mlp, "switch_mlp"):
+        router, combine = _moe_kernels(mlp, o)
         return MoE(mlp, fuse_router=o.fuse_router, fuse_experts=o.fuse_experts,
-                   shared_in_switch=o.shared_in_switch, router=o.router,
-                   combine=o.combine, fuse_gate_up=o.fuse_gate_up)
+                   shared_in_switch=o.shared_in_switch, router=router,
+                   combine=combine, fuse_gate_up=o.fuse_gate_up)
     if hasattr(mlp, "gate_proj"):
         return MLP.from_mlx_lm(mlp, fuse=o.fuse_gate_up)
     raise UnsupportedModelError(f"unsupported feed-forward block {type(mlp).__name__}")
@@ -62,19 +77,44 @@ def _recurrence(la, o) -> str:
     return "ops"
 
 
+def _try_fused(mixer, o) -> None:
+    """gated_delta="auto" on a CUDA GPU: the one-kernel GDN step when its
+    self-check passes (cuda_gdn_layer.py)."""
+    if o.gated_delta != "auto" or not (mx.default_device() == mx.gpu
+                                       and mx.cuda.is_available()):
+        return
+    from . import cuda_gdn_layer as cg
+    if cg.supported(mixer) and cg.self_check(mixer) < 2e-2:
+        mixer.recurrence = "fused"
+
+
 def _layer(layer, o):
     ffn = _ffn(layer.mlp, o)
     if getattr(layer, "is_linear", False):
         la = layer.linear_attn
         _check_local(la)
         mixer = GatedDeltaNet(la, fuse=o.fuse_gdn_proj, recurrence=_recurrence(la, o))
+        _try_fused(mixer, o)
         return GDNLayer(layer, mixer, ffn, "ssm", o.compile)
     mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
     kind = "swa" if getattr(layer, "use_sliding", False) else "fa"
     return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile)
 
 
+def _check_backend(o) -> None:
+    on_cuda = mx.default_device() == mx.gpu and mx.cuda.is_available()
+    asked = [f"{n}={getattr(o, n)!r}" for n, v in
+             (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
+              ("combine", ("cuda",))) if getattr(o, n) in v]
+    if asked and not on_cuda:
+        raise ValueError(f"optimize_model: {', '.join(asked)} needs MLX's CUDA backend "
+                         f"(default device: {mx.default_device()}); leave it 'auto'")
+    if o.gated_delta == "fused" and not o.fuse_gdn_proj:
+        raise ValueError("optimize_model: gated_delta='fused' needs fuse_gdn_proj=True")
+
+
 def build(model, arch: str, o) -> OptimizedModel:
+    _check_backend(o)
     inner, head, args = _parts(model, arch)
     layers = [_layer(l, o) for l in inner.layers]
     mx.eval([l.parameters() for l in layers])

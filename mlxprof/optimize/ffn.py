@@ -23,7 +23,10 @@ import mlx.nn as nn
 
 from .fuse import fuse_linears, fuse_switch
 
-__all__ = ["MLP", "MoE", "swiglu"]
+__all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]
+
+ROUTERS = ("exact", "topk_softmax", "cuda")
+COMBINES = ("exact", "matmul", "cuda")
 
 
 def swiglu(gate, up):
@@ -52,6 +55,10 @@ class MLP(nn.Module):
         n = self.hidden
         return self.down(swiglu(*mx.split(gu, [n], axis=-1)))
 
+    def add_to(self, h, x):
+        """h + self(x) (the layer's residual add)."""
+        return h + self(x)
+
 
 class _Pair(nn.Module):
     """Two projections of one input, outputs concatenated (unfused baseline)."""
@@ -79,14 +86,21 @@ class MoE(nn.Module):
                  shared_in_switch: bool = False, router: str = "exact",
                  combine: str = "exact", fuse_gate_up: bool = True):
         super().__init__()
-        if router not in ("exact", "topk_softmax") or combine not in ("exact", "matmul"):
+        if router not in ROUTERS or combine not in COMBINES:
             raise ValueError(f"bad router/combine {router!r}/{combine!r}")
+        if "cuda" in (router, combine):
+            from .cuda_moe import available
+            if not available():
+                raise ValueError(
+                    f"router/combine='cuda' needs MLX's CUDA backend (default device: "
+                    f"{mx.default_device()}); use 'auto' or 'exact'")
         sw = blk.switch_mlp
         self.num_experts = blk.num_experts
         self.top_k = blk.top_k
         self.norm_topk_prob = bool(getattr(blk, "norm_topk_prob", False))
         # softmax over the top-k logits == renormalized top-k probabilities
-        self.router_mode = router if self.norm_topk_prob else "exact"
+        self.router_mode = router if router == "cuda" or self.norm_topk_prob \
+            else "exact"
         self.combine = combine
         # gather_qmm's lhs_indices at B*L == 1, as constants (else each call
         # builds arange/reshape/broadcast): x is shared by the k experts for
@@ -131,23 +145,29 @@ class MoE(nn.Module):
                        and not self.shared_in_switch else None)
 
     def _route(self, x):
+        """(inds, scores, ssum or None, sigmoid(shared gate) or None)."""
         r = self.router(x)
-        e = self.num_experts
+        e, k = self.num_experts, self.top_k
+        if self.router_mode == "cuda" and x.size == x.shape[-1] \
+                and (self.router_fused or not self.has_shared):
+            from .cuda_moe import route
+            inds, w, gate = route(r, k, e, self.norm_topk_prob, self.router_fused)
+            return inds, w, None, gate if self.has_shared else None
         if self.router_fused:
             logits, sg = mx.split(r, [e], axis=-1)
         else:
             logits = r
             sg = self.shared_gate(x) if self.has_shared else None
-        k = self.top_k
+        gate = mx.sigmoid(sg) if sg is not None else None
         if self.router_mode == "topk_softmax":
             inds = mx.argpartition(logits, kth=-k, axis=-1)[..., -k:]
             top = mx.take_along_axis(logits, inds, axis=-1)
-            return inds, mx.softmax(top, axis=-1, precise=True), None, sg
+            return inds, mx.softmax(top, axis=-1, precise=True), None, gate
         gates = mx.softmax(logits, axis=-1, precise=True)
         inds = mx.argpartition(gates, kth=-k, axis=-1)[..., -k:]
         scores = mx.take_along_axis(gates, inds, axis=-1)
         ssum = scores.sum(axis=-1, keepdims=True) if self.norm_topk_prob else None
-        return inds, scores, ssum, sg
+        return inds, scores, ssum, gate
 
     def _experts(self, x, inds):
         """SwitchGLU: (B, L, D), (B, L, k) -> (B, L, k, D)."""
@@ -182,7 +202,15 @@ class MoE(nn.Module):
         return (y * w).sum(axis=-2).astype(y.dtype)
 
     def __call__(self, x):
-        inds, scores, ssum, sg = self._route(x)
+        return self._forward(x, None)
+
+    def add_to(self, h, x):
+        """h + self(x); with combine="cuda" at one token, one kernel does the
+        weighted sum of the experts, the shared expert and this add."""
+        return self._forward(x, h)
+
+    def _forward(self, x, h):
+        inds, scores, ssum, gate = self._route(x)
         k = self.top_k
         if self.shared_in_switch:
             if inds.shape[:-1] == (1, 1):
@@ -190,11 +218,20 @@ class MoE(nn.Module):
             else:
                 extra = mx.full(inds.shape[:-1] + (1,), self.num_experts, mx.uint32)
             y_all = self._experts(x, mx.concatenate([inds, extra], -1))
-            y = self._combine(y_all[..., :k, :], scores, ssum)
-            shared_y = y_all[..., k, :]
         else:
-            y = self._combine(self._experts(x, inds), scores, ssum)
-            shared_y = self.shared(x) if self.has_shared else None
+            y_all = self._experts(x, inds)
+        shared_y = None
+        if self.has_shared and not self.shared_in_switch:
+            shared_y = self.shared(x)
+        if self.combine == "cuda" and x.size == x.shape[-1]:
+            from .cuda_moe import combine
+            w = scores if ssum is None else scores / ssum
+            base = h if h is not None else mx.zeros_like(x)
+            return combine(y_all, w, base, gate, shared_y, self.shared_in_switch)
+        y = self._combine(y_all[..., :k, :] if self.shared_in_switch else y_all,
+                          scores, ssum)
         if self.has_shared:
-            y = y + mx.sigmoid(sg) * shared_y
-        return y
+            if self.shared_in_switch:
+                shared_y = y_all[..., k, :]
+            y = y + gate * shared_y
+        return y if h is None else h + y

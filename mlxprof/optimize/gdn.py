@@ -33,7 +33,7 @@ from .fuse import fuse_linears
 
 __all__ = ["GatedDeltaNet", "RECURRENCES"]
 
-RECURRENCES = ("mlx_lm", "ops", "algebraic", "fast", "cuda")
+RECURRENCES = ("mlx_lm", "ops", "algebraic", "fast", "cuda", "fused")
 
 
 def _next_rows(nk, dk, nv, dv):
@@ -64,6 +64,7 @@ class GatedDeltaNet(nn.Module):
         self.dk, self.dv = la.head_k_dim, la.head_v_dim
         self.key_dim, self.value_dim = la.key_dim, la.value_dim
         self.conv_dim, self.kernel = la.conv_dim, la.conv_kernel_size
+        self.in_dim = la.hidden_size
         if recurrence not in RECURRENCES:
             raise ValueError(f"recurrence must be one of {RECURRENCES}")
         self.recurrence = recurrence
@@ -181,6 +182,10 @@ class GatedDeltaNet(nn.Module):
         """x (B, 1, hidden) -> (out, new conv_state, new state)."""
         B = x.shape[0]
         hk, hv, dk, dv, kd = self.hk, self.hv, self.dk, self.dv, self.key_dim
+        if self.recurrence == "fused":       # everything between the projections
+            from .cuda_gdn_layer import gdn_step
+            y, conv_state, state = gdn_step(self, self.in_proj(x), conv_state, state)
+            return self.out_proj(y), conv_state, state
         qkv, z, b, a, ab = self._project(x)
         conv_in = mx.concatenate([conv_state, qkv], axis=1)     # (B, K, C)
         if self.recurrence == "mlx_lm":

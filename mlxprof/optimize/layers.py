@@ -39,7 +39,7 @@ class _Layer(nn.Module):
         self.compiled = compile_
 
     def _ffn_residual(self, h):
-        return h + self.ffn(_rms(h, self.post_w, self.post_eps))
+        return self.ffn.add_to(h, _rms(h, self.post_w, self.post_eps))
 
     def __call__(self, x, mask=None, cache=None):
         r = self.mixer.general(_rms(x, self.in_w, self.in_eps), mask, cache)

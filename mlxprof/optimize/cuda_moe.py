@@ -1,0 +1,267 @@
+"""MoE routing and combine as two custom CUDA kernels (mx.fast.cuda_kernel).
+
+At one decoded token, mlx-lm's MoE block spends most of its kernels on tiny
+vectors: softmax, argpartition, take_along_axis, the sum of the top-k
+scores and the divide (routing), then the weighted product, its sum over
+the k experts, the shared expert's sigmoid gate and two adds (combine).
+Each is a kernel launch of a few microseconds of host time. Here:
+
+* `route(logits)`: softmax (float32, as `precise=True`), top-k, the
+  renormalization and the shared-expert gate's sigmoid: one kernel;
+* `combine(y, w, h, ...)`: h + sum_k w_k y_k (+ sigmoid(gate) * shared): one
+  kernel, the residual add included.
+
+Both round where mlx-lm's ops round (bf16 after every op, float32 inside
+the softmax and the sums) and use `__fmul_rn`/`__fadd_rn`, which the
+compiler may not fuse into an FMA, so only the order of float32 sums can
+differ from mlx-lm's kernels. `route_reference` / `combine_reference` are
+the same contract in MLX ops (tested on CPU against mlx-lm's block);
+`self_check()` compares kernels and references on the GPU, and
+optimize_model() uses the kernels only when it passes.
+
+Example:
+    >>> # inds, w, sg = route(logits, k=8, n_experts=256, norm=True, shared_gate=True)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+
+from .cuda_common import HEADER
+
+__all__ = ["route", "combine", "route_reference", "combine_reference", "self_check",
+           "available"]
+
+_ROUTE = """
+    constexpr int NW = BLOCK / 32;
+    __shared__ float s_p[E];
+    __shared__ float s_red[NW];
+    __shared__ int s_arg[NW];
+    __shared__ int sel_i[K];
+    __shared__ float sel_v[K];
+    const int row = blockIdx.x;
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int wid = tid >> 5;
+    const auto* x = logits + (size_t)row * W;
+
+    float m = -3.402823466e+38f;
+    for (int i = tid; i < E; i += BLOCK) m = fmaxf(m, static_cast<float>(x[i]));
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, o));
+    if (lane == 0) s_red[wid] = m;
+    __syncthreads();
+    m = s_red[0];
+    for (int j = 1; j < NW; ++j) m = fmaxf(m, s_red[j]);
+    __syncthreads();
+
+    float s = 0.0f;
+    for (int i = tid; i < E; i += BLOCK)
+        s = __fadd_rn(s, __expf(static_cast<float>(x[i]) - m));
+    for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffff, s, o));
+    if (lane == 0) s_red[wid] = s;
+    __syncthreads();
+    s = s_red[0];
+    for (int j = 1; j < NW; ++j) s = __fadd_rn(s, s_red[j]);
+    const float inv = 1.0f / s;
+    for (int i = tid; i < E; i += BLOCK)
+        s_p[i] = static_cast<float>(static_cast<OutT>(
+            __fmul_rn(__expf(static_cast<float>(x[i]) - m), inv)));
+    __syncthreads();
+
+    for (int j = 0; j < K; ++j) {
+        float best = -1.0f;
+        int bi = E;
+        for (int i = tid; i < E; i += BLOCK) {
+            const float v = s_p[i];
+            if (v > best || (v == best && i < bi)) { best = v; bi = i; }
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffff, best, o);
+            const int oi = __shfl_xor_sync(0xffffffff, bi, o);
+            if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+        }
+        if (lane == 0) { s_red[wid] = best; s_arg[wid] = bi; }
+        __syncthreads();
+        if (tid == 0) {
+            best = s_red[0];
+            bi = s_arg[0];
+            for (int w2 = 1; w2 < NW; ++w2) {
+                if (s_red[w2] > best || (s_red[w2] == best && s_arg[w2] < bi)) {
+                    best = s_red[w2];
+                    bi = s_arg[w2];
+                }
+            }
+            sel_i[j] = bi;
+            sel_v[j] = best;
+            s_p[bi] = -2.0f;
+        }
+        __syncthreads();
+    }
+
+    if (tid == 0) {
+        float ssum = 0.0f;
+        for (int j = 0; j < K; ++j) ssum = __fadd_rn(ssum, sel_v[j]);
+        const float sb = static_cast<float>(static_cast<OutT>(ssum));
+        for (int j = 0; j < K; ++j) {
+            inds[row * K + j] = static_cast<unsigned int>(sel_i[j]);
+            const float v = NORM ? __fdiv_rn(sel_v[j], sb) : sel_v[j];
+            scores[row * K + j] = static_cast<OutT>(v);
+        }
+        if (SG) {
+            const float g = static_cast<float>(x[E]);
+            sgate[row] = static_cast<OutT>(mlxprof_sigmoid<OutT>(g));
+        } else {
+            sgate[row] = static_cast<OutT>(0.0f);
+        }
+    }
+"""
+
+_COMBINE = """
+    const int d = blockIdx.x * blockDim.x + threadIdx.x;
+    const int row = blockIdx.y;
+    if (d >= D) {
+        return;
+    }
+    const auto* yr = y + (size_t)row * YR * D;
+    float acc = 0.0f;
+    for (int j = 0; j < K; ++j) {
+        const float p = __fmul_rn(static_cast<float>(yr[j * D + d]),
+                                  static_cast<float>(scores[row * K + j]));
+        acc = __fadd_rn(acc, static_cast<float>(static_cast<OutT>(p)));
+    }
+    float r = static_cast<float>(static_cast<OutT>(acc));
+    if (SHARED) {
+        const float ys = SHARED_IN_Y ? static_cast<float>(yr[K * D + d])
+                                     : static_cast<float>(shr[(size_t)row * D + d]);
+        const float sh = static_cast<float>(static_cast<OutT>(
+            __fmul_rn(static_cast<float>(sgate[row]), ys)));
+        r = static_cast<float>(static_cast<OutT>(__fadd_rn(r, sh)));
+    }
+    out[(size_t)row * D + d] = static_cast<OutT>(
+        __fadd_rn(static_cast<float>(h[(size_t)row * D + d]), r));
+"""
+
+
+def available() -> bool:
+    """True when the default device runs MLX's CUDA backend."""
+    return mx.default_device() == mx.gpu and mx.cuda.is_available()
+
+
+@lru_cache(maxsize=1)
+def _route_kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_moe_route", input_names=["logits"],
+        output_names=["inds", "scores", "sgate"], source=_ROUTE,
+        header=HEADER)
+
+
+@lru_cache(maxsize=1)
+def _combine_kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_moe_combine",
+        input_names=["y", "scores", "sgate", "shr", "h"],
+        output_names=["out"], source=_COMBINE)
+
+
+def route(logits, k: int, n_experts: int, norm: bool, shared_gate: bool):
+    """(inds uint32 (..., k), scores (..., k), sigmoid(shared gate) (..., 1)).
+
+    logits (..., W): the router's output, the shared expert's gate logit in
+    column `n_experts` when `shared_gate` (W = n_experts + 1). Scores are
+    the top-k softmax probabilities (renormalized when `norm`), in
+    logits.dtype; the third output is zeros without a shared gate.
+    """
+    lead, w = logits.shape[:-1], logits.shape[-1]
+    n = 1
+    for s in lead:
+        n *= s
+    block = min(1024, max(32, 32 * -(-n_experts // 32)))
+    inds, scores, sg = _route_kernel()(
+        inputs=[logits],
+        template=[("OutT", logits.dtype), ("E", n_experts), ("K", k), ("W", w),
+                  ("BLOCK", block), ("NORM", bool(norm)), ("SG", bool(shared_gate))],
+        grid=(block * n, 1, 1), threadgroup=(block, 1, 1),
+        output_shapes=[lead + (k,), lead + (k,), lead + (1,)],
+        output_dtypes=[mx.uint32, logits.dtype, logits.dtype])
+    return inds, scores, sg
+
+
+def combine(y, scores, h, sgate=None, shared=None, shared_in_y: bool = False):
+    """h + sum_k scores_k * y_k (+ sgate * shared), rounded as mlx-lm's ops.
+
+    y (..., k[+1], D) from the experts (the shared expert's output as row k
+    when `shared_in_y`), scores (..., k), h and `shared` (..., D), sgate
+    (..., 1). Returns (..., D) in h.dtype.
+    """
+    k = scores.shape[-1]
+    D = y.shape[-1]
+    lead = h.shape[:-1]
+    n = 1
+    for s in lead:
+        n *= s
+    has_shared = sgate is not None
+    dummy = h if shared is None else shared
+    (out,) = _combine_kernel()(
+        inputs=[y, scores, sgate if has_shared else scores, dummy, h],
+        template=[("OutT", h.dtype), ("K", k), ("D", D), ("YR", y.shape[-2]),
+                  ("SHARED", has_shared), ("SHARED_IN_Y", bool(shared_in_y))],
+        grid=(256 * -(-D // 256), n, 1), threadgroup=(256, 1, 1),
+        output_shapes=[h.shape], output_dtypes=[h.dtype])
+    return out
+
+
+# -- the same contracts in MLX ops (CPU tests, GPU self-check) ------------------
+def route_reference(logits, k: int, n_experts: int, norm: bool, shared_gate: bool):
+    """route() in MLX ops: mlx-lm's softmax / argpartition / renormalization."""
+    gates = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
+    inds = mx.argpartition(gates, kth=-k, axis=-1)[..., -k:]
+    scores = mx.take_along_axis(gates, inds, axis=-1)
+    if norm:
+        scores = scores / scores.sum(axis=-1, keepdims=True)
+    if shared_gate:
+        sg = mx.sigmoid(logits[..., n_experts:n_experts + 1])
+    else:
+        sg = mx.zeros(logits.shape[:-1] + (1,), logits.dtype)
+    return inds.astype(mx.uint32), scores, sg
+
+
+def combine_reference(y, scores, h, sgate=None, shared=None, shared_in_y=False):
+    """combine() in MLX ops, in mlx-lm's order of operations."""
+    k = scores.shape[-1]
+    r = (y[..., :k, :] * scores[..., None]).sum(axis=-2)
+    if sgate is not None:
+        s = y[..., k, :] if shared_in_y else shared
+        r = r + sgate * s
+    return h + r
+
+
+@lru_cache(maxsize=None)
+def self_check(n_experts: int, k: int, dim: int) -> float:
+    """Largest difference of the kernels vs the references on random data.
+
+    Index sets must match exactly (inf if not); scores and outputs are
+    compared as max |diff| relative to max |reference|. inf on any error.
+    """
+    try:
+        ks = mx.random.split(mx.random.key(1), 4)
+        dt = mx.bfloat16
+        logits = (mx.random.normal((3, 1, n_experts + 1), key=ks[0]) * 2).astype(dt)
+        i0, s0, g0 = route_reference(logits, k, n_experts, True, True)
+        i1, s1, g1 = route(logits, k, n_experts, True, True)
+        # a valid top-k (bf16 ties may pick other experts of equal probability)
+        p = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
+        top = lambda i: mx.sort(mx.take_along_axis(p, i.astype(mx.int32), -1), -1)
+        distinct = mx.all(mx.sort(i1, -1)[..., 1:] != mx.sort(i1, -1)[..., :-1]).item()
+        if not (distinct and mx.array_equal(top(i0), top(i1)).item()):
+            return float("inf")
+        s0, s1 = mx.sort(s0, axis=-1), mx.sort(s1, axis=-1)
+        y = mx.random.normal((3, 1, k + 1, dim), key=ks[1]).astype(dt)
+        h = mx.random.normal((3, 1, dim), key=ks[2]).astype(dt)
+        c0 = combine_reference(y, s0, h, g0, None, True)
+        c1 = combine(y, s1, h, g1, None, True)
+        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
+                            / mx.abs(b.astype(mx.float32)).max()).item()
+        return max(rel(s1, s0), rel(g1, g0), rel(c1, c0))
+    except Exception:
+        return float("inf")
