@@ -95,6 +95,9 @@ def _layer(layer, o):
         _check_local(la)
         mixer = GatedDeltaNet(la, fuse=o.fuse_gdn_proj, recurrence=_recurrence(la, o))
         _try_fused(mixer, o)
+        if mixer.recurrence == "fused":
+            from .cuda_gdn_layer import prepare
+            prepare(mixer)
         return GDNLayer(layer, mixer, ffn, "ssm", o.compile)
     mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
     kind = "swa" if getattr(layer, "use_sliding", False) else "fa"

@@ -1,0 +1,45 @@
+"""Self-check mlxprof's custom CUDA kernels at a model's shapes (GPU, seconds).
+
+    python3 scripts/check_kernels.py --model qwen3.5-35b-a3b --scale small
+
+Builds the model's weights (no prefill), then for the MoE routing/combine
+kernels (cuda_moe) and the one-kernel GDN step (cuda_gdn_layer) prints the
+self-check value (max relative difference to the MLX-ops reference) and,
+when a check fails, the exception behind it. Writes JSON to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="qwen3.5-35b-a3b")
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--out", default="out/check_kernels.json")
+    args = ap.parse_args()
+
+    import mlxprof.models as M
+    from mlxprof.optimize import cuda_gdn_layer, cuda_moe, optimize_model
+    from mlxprof.provenance import collect
+
+    lm = M.load(args.model, scale=args.scale, seed=0)
+    fast = optimize_model(lm.model, router="exact", combine="exact", gated_delta="ops")
+    out = {"model": args.model, "scale": args.scale, "provenance": collect()}
+    ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
+    if ffn is not None:
+        out["moe"] = cuda_moe.self_check(ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
+        out["moe_errors"] = {str(k): v for k, v in cuda_moe.ERRORS.items()}
+    mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
+    if mixer is not None:
+        out["gdn_supported"] = cuda_gdn_layer.supported(mixer)
+        out["gdn_fused"] = cuda_gdn_layer.self_check(mixer)
+        out["gdn_errors"] = {str(k): v for k, v in cuda_gdn_layer.ERRORS.items()}
+    print(json.dumps(out, indent=1, default=str))
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
