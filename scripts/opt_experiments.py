@@ -414,13 +414,13 @@ def micro_layers(orig, opt, n=30) -> dict:
                 conv = mx.zeros((1, m.kernel - 1, m.conv_dim), mx.bfloat16)
                 st = mx.zeros((1, m.hv, m.dv, m.dk), mx.float32)
                 mx.eval(conv, st)
-                r[tag] = chain_us(lambda x: f(x, conv, st)[0], x0, n)
+                r[tag] = chain_us(lambda x: f(x, x, conv, st)[0], x0, n)   # x as its own norm
             else:
                 if not fn:
                     lo2 = type(lo)(_fake_layer(lo), lo.mixer, lo.ffn, lo.mask_kind, False)
-                    r[tag] = chain_us(lambda x: lo2.step(x, None, cache, {}), x0, n)
+                    r[tag] = chain_us(lambda x: lo2.step(x, x, None, cache, {})[0], x0, n)
                 else:
-                    r[tag] = chain_us(lambda x: lo.step(x, None, cache, {}), x0, n)
+                    r[tag] = chain_us(lambda x: lo.step(x, x, None, cache, {})[0], x0, n)
         res[kind] = r
     return res
 

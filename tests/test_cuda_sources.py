@@ -63,7 +63,8 @@ def test_combine_kernel_compiles(tmp_path, shared, in_y):
         "combine", [(n, BF16) for n in ("y", "scores", "sgate", "shr", "h")],
         [("out", BF16)],
         [("OutT", BF16), ("K", 8), ("D", 2048), ("YR", 9 if in_y else 8),
-         ("SHARED", shared), ("SHARED_IN_Y", in_y)], cuda_moe._COMBINE)
+         ("SHARED", shared), ("SHARED_IN_Y", in_y)], cuda_moe._COMBINE,
+        cuda_common.HEADER + cuda_moe._COMBINE_HEADER)
     compile_ok(tmp_path, src)
 
 
@@ -85,4 +86,35 @@ def test_gated_delta_kernel_compiles(tmp_path):
         "gd", ins, [("y", BF16), ("state_out", F32)],
         [("OutT", BF16), ("T", 1), ("Dk", 128), ("Dv", 128), ("Hk", 16), ("Hv", 32)],
         cuda_gdn._SOURCE)
+    compile_ok(tmp_path, src)
+
+
+def test_add_norm_kernel_compiles(tmp_path):
+    from mlxprof.optimize import cuda_norm
+    src = kernel_source(
+        "add_norm", [("x", BF16), ("r", BF16), ("w", BF16), ("eps", F32)],
+        [("h", BF16), ("n", BF16)], [("OutT", BF16), ("D", 4096), ("BLOCK", 1024)],
+        cuda_norm._SOURCE, cuda_common.HEADER)
+    compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("shared,in_y", [(True, True), (False, False)])
+def test_combine_norm_kernel_compiles(tmp_path, shared, in_y):
+    src = kernel_source(
+        "combine_norm", [(n, BF16) for n in ("y", "scores", "sgate", "shr", "h", "w")]
+        + [("eps", F32)], [("out", BF16), ("n", BF16)],
+        [("OutT", BF16), ("K", 8), ("D", 2048), ("YR", 9 if in_y else 8),
+         ("SHARED", shared), ("SHARED_IN_Y", in_y), ("BLOCK", 1024)],
+        cuda_moe._COMBINE_NORM, cuda_common.HEADER + cuda_moe._COMBINE_HEADER)
+    compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("trad", [False, True])
+def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
+    from mlxprof.optimize import cuda_rope
+    src = kernel_source(
+        "qk_rope", [("p", BF16), ("q_w", BF16), ("k_w", BF16), ("offset", "int32_t"),
+                    ("consts", F32)], [("out", BF16)],
+        [("OutT", BF16), ("HQ", 16), ("HK", 2), ("D", 256), ("P", 9216), ("DIMS", 64),
+         ("TRAD", trad)], cuda_rope._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)

@@ -25,8 +25,8 @@ ARCHS = ("llama", "qwen3", "qwen3_moe", "qwen3_5_moe", "qwen3_5", "qwen3_next")
 # (mlx-lm, optimized). CPU counts include the composed fallbacks of mx.fast
 # ops (rms_norm, rope, sdpa), which are one kernel each on a GPU.
 EXPECTED_OPS = {
-    "llama": (316, 161), "qwen3": (368, 169), "qwen3_moe": (418, 197),
-    "qwen3_5_moe": (707, 362), "qwen3_5": (571, 286), "qwen3_next": (734, 362),
+    "llama": (316, 159), "qwen3": (368, 167), "qwen3_moe": (418, 195),
+    "qwen3_5_moe": (707, 358), "qwen3_5": (571, 282), "qwen3_next": (734, 358),
 }
 
 _MODELS: dict = {}
@@ -227,7 +227,8 @@ def test_moe_kernel_references_equal_mlx_lm(arch):
 
 def test_cuda_only_levers_refuse_cpu():
     orig, _ = model("qwen3_5_moe")
-    for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"gated_delta": "fused"}):
+    for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"gated_delta": "fused"},
+                 {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}):
         with pytest.raises(ValueError, match="CUDA backend"):
             optimize_model(orig, **opts)
 

@@ -76,7 +76,13 @@ class Options:
     shared expert, residual add) as one custom CUDA kernel each at one
     token (cuda_moe.py; mlx-lm's rounding points, float32 sums may be
     ordered differently); "auto" picks them on a CUDA GPU when their
-    self-check passes, else "exact". shared_in_switch makes Qwen3.5's shared expert expert number E
+    self-check passes, else "exact". add_norm="cuda" makes each residual add
+    and the RMSNorm after it one CUDA kernel at one token (cuda_norm.py;
+    with combine="cuda" the MoE combine kernel also normalizes); "auto"
+    picks it on a CUDA GPU when its self-check passes, else "ops".
+    qk_norm_rope="cuda" runs the q/k RMSNorms and RoPE of a Qwen3-style
+    attention layer as one CUDA kernel at one token (cuda_rope.py); "auto"
+    as above. shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     """
 
@@ -93,13 +99,17 @@ class Options:
     gated_delta: str = "auto"
     router: str = "auto"
     combine: str = "auto"
+    add_norm: str = "auto"
+    qk_norm_rope: str = "auto"
 
 
 def _check(o: Options) -> None:
     choices = {"gated_delta": ("auto", "mlx_lm", "ops", "algebraic", "fast", "cuda",
                                "fused"),
                "router": ("auto", "exact", "topk_softmax", "cuda"),
-               "combine": ("auto", "exact", "matmul", "cuda")}
+               "combine": ("auto", "exact", "matmul", "cuda"),
+               "add_norm": ("auto", "ops", "cuda"),
+               "qk_norm_rope": ("auto", "ops", "cuda")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:
             raise ValueError(f"{name} must be one of {ok}, got {getattr(o, name)!r}")

@@ -69,6 +69,7 @@ class Attention(nn.Module):
             self.k_proj = fuse_linears([attn.k_proj])
             self.v_proj = fuse_linears([attn.v_proj])
         self.o_proj = fuse_linears([attn.o_proj])
+        self.cuda_rope = False      # q/k norm + RoPE as one CUDA kernel (cuda_rope.py)
 
     # -- projections ---------------------------------------------------------
     def _project(self, x):
@@ -117,6 +118,13 @@ class Attention(nn.Module):
         """q (B, H, 1, D), k, v (B, Hkv, 1, D), gate (B, 1, H*D) or None."""
         B = x.shape[0]
         h, hk, d = self.n_heads, self.n_kv, self.head_dim
+        if self.cuda_rope:
+            from .cuda_rope import qk_norm_rope
+            p = self.qkv(x)
+            cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]
+            _, v, *gate = mx.split(p, cuts, axis=-1)
+            q, k = mx.split(qk_norm_rope(self, p, offset), [h], axis=1)
+            return q, k, v.reshape(B, hk, 1, d), gate[0] if gate else None
         if self.fused and (not self.qk_norm or self.merge_qk_norm):
             p = self.qkv(x)
             cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]

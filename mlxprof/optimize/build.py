@@ -88,8 +88,38 @@ def _try_fused(mixer, o) -> None:
         mixer.recurrence = "fused"
 
 
+def _rope_kernel(attn, o) -> None:
+    """Options.qk_norm_rope resolved for this attention mixer (cuda_rope.py)."""
+    if o.qk_norm_rope == "ops":
+        return
+    from . import cuda_rope
+    if not cuda_rope.supported(attn):
+        if o.qk_norm_rope == "cuda":
+            raise ValueError("optimize_model: qk_norm_rope='cuda' needs fused q/k/v, "
+                             "q/k norms and nn.RoPE; use 'auto'")
+        return
+    if o.qk_norm_rope == "auto" and not (mx.default_device() == mx.gpu
+                                         and mx.cuda.is_available()
+                                         and cuda_rope.self_check(attn) < 1e-2):
+        return
+    cuda_rope.prepare(attn)
+    attn.cuda_rope = True
+
+
+def _cuda_norm(layer, o) -> bool:
+    """Options.add_norm resolved: the add + RMSNorm kernel for this layer?"""
+    if o.add_norm != "auto":
+        return o.add_norm == "cuda"
+    if not (mx.default_device() == mx.gpu and mx.cuda.is_available()):
+        return False
+    from .cuda_norm import self_check
+    norm = layer.post_attention_layernorm
+    return self_check(norm.weight.shape[0], float(norm.eps)) < 1e-2
+
+
 def _layer(layer, o):
     ffn = _ffn(layer.mlp, o)
+    cuda_norm = _cuda_norm(layer, o)
     if getattr(layer, "is_linear", False):
         la = layer.linear_attn
         _check_local(la)
@@ -98,17 +128,20 @@ def _layer(layer, o):
         if mixer.recurrence == "fused":
             from .cuda_gdn_layer import prepare
             prepare(mixer)
-        return GDNLayer(layer, mixer, ffn, "ssm", o.compile)
+        return GDNLayer(layer, mixer, ffn, "ssm", o.compile, cuda_norm)
     mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
+    mixer.in_dim = layer.input_layernorm.weight.shape[0]
+    _rope_kernel(mixer, o)
     kind = "swa" if getattr(layer, "use_sliding", False) else "fa"
-    return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile)
+    return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile, cuda_norm)
 
 
 def _check_backend(o) -> None:
     on_cuda = mx.default_device() == mx.gpu and mx.cuda.is_available()
     asked = [f"{n}={getattr(o, n)!r}" for n, v in
              (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
-              ("combine", ("cuda",))) if getattr(o, n) in v]
+              ("combine", ("cuda",)), ("add_norm", ("cuda",)),
+              ("qk_norm_rope", ("cuda",))) if getattr(o, n) in v]
     if asked and not on_cuda:
         raise ValueError(f"optimize_model: {', '.join(asked)} needs MLX's CUDA backend "
                          f"(default device: {mx.default_device()}); leave it 'auto'")
@@ -121,6 +154,11 @@ def build(model, arch: str, o) -> OptimizedModel:
     inner, head, args = _parts(model, arch)
     layers = [_layer(l, o) for l in inner.layers]
     mx.eval([l.parameters() for l in layers])
+    if any(l.cuda_norm for l in layers):      # kernel constants, before any tracing
+        from .cuda_norm import eps_array
+        for eps in {float(e) for l in layers for e in (l.in_eps, l.post_eps)} | {
+                float(inner.norm.eps)}:
+            eps_array(eps)
     lm_head = fuse_linears([head]) if head is not None else None
     return OptimizedModel(model, Embedding(inner.embed_tokens), layers,
                           inner.norm, lm_head, args, arch, o)

@@ -117,29 +117,64 @@ _ROUTE = """
     }
 """
 
+_COMBINE_HEADER = """
+// h[d] + sum_k T(y_k[d] * w_k) (+ T(sg * shared[d])), rounded as mlx-lm's ops
+template <typename T, int K, int YR, bool SHARED, bool SHARED_IN_Y>
+__device__ inline float mlxprof_combine_at(
+        const T* yr, const T* sc, const T* sg, const T* shr, const T* h, int d, int D) {
+    float acc = 0.0f;
+    for (int j = 0; j < K; ++j) {
+        const float p = __fmul_rn(static_cast<float>(yr[j * D + d]), static_cast<float>(sc[j]));
+        acc = __fadd_rn(acc, static_cast<float>(static_cast<T>(p)));
+    }
+    float r = static_cast<float>(static_cast<T>(acc));
+    if (SHARED) {
+        const float ys = SHARED_IN_Y ? static_cast<float>(yr[K * D + d])
+                                     : static_cast<float>(shr[d]);
+        const float s = static_cast<float>(static_cast<T>(
+            __fmul_rn(static_cast<float>(sg[0]), ys)));
+        r = static_cast<float>(static_cast<T>(__fadd_rn(r, s)));
+    }
+    return static_cast<float>(static_cast<T>(__fadd_rn(static_cast<float>(h[d]), r)));
+}
+"""
+
 _COMBINE = """
     const int d = blockIdx.x * blockDim.x + threadIdx.x;
     const int row = blockIdx.y;
     if (d >= D) {
         return;
     }
-    const auto* yr = y + (size_t)row * YR * D;
-    float acc = 0.0f;
-    for (int j = 0; j < K; ++j) {
-        const float p = __fmul_rn(static_cast<float>(yr[j * D + d]),
-                                  static_cast<float>(scores[row * K + j]));
-        acc = __fadd_rn(acc, static_cast<float>(static_cast<OutT>(p)));
+    const size_t o = (size_t)row * D;
+    out[o + d] = static_cast<OutT>(mlxprof_combine_at<OutT, K, YR, SHARED, SHARED_IN_Y>(
+        y + (size_t)row * YR * D, scores + row * K, sgate + row, shr + o, h + o, d, D));
+"""
+
+# the same, then rms_norm(out, w, eps) for the next sublayer: one block per row
+_COMBINE_NORM = """
+    constexpr int NW = BLOCK / 32;
+    __shared__ float s_red[NW];
+    const int row = blockIdx.x;
+    const int tid = threadIdx.x;
+    const size_t o = (size_t)row * D;
+    float ss = 0.0f;
+    for (int d = tid; d < D; d += BLOCK) {
+        const float v = mlxprof_combine_at<OutT, K, YR, SHARED, SHARED_IN_Y>(
+            y + (size_t)row * YR * D, scores + row * K, sgate + row, shr + o, h + o, d, D);
+        out[o + d] = static_cast<OutT>(v);
+        ss = __fadd_rn(ss, __fmul_rn(v, v));
     }
-    float r = static_cast<float>(static_cast<OutT>(acc));
-    if (SHARED) {
-        const float ys = SHARED_IN_Y ? static_cast<float>(yr[K * D + d])
-                                     : static_cast<float>(shr[(size_t)row * D + d]);
-        const float sh = static_cast<float>(static_cast<OutT>(
-            __fmul_rn(static_cast<float>(sgate[row]), ys)));
-        r = static_cast<float>(static_cast<OutT>(__fadd_rn(r, sh)));
+    ss = mlxprof_warp_sum(ss);
+    if ((tid & 31) == 0) s_red[tid >> 5] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
+    const float nrm = rsqrtf(__fadd_rn(tot / D, eps[0]));
+    for (int d = tid; d < D; d += BLOCK) {
+        const float v = static_cast<float>(out[o + d]);
+        const float t = static_cast<float>(static_cast<OutT>(__fmul_rn(v, nrm)));
+        n[o + d] = static_cast<OutT>(__fmul_rn(static_cast<float>(w[d]), t));
     }
-    out[(size_t)row * D + d] = static_cast<OutT>(
-        __fadd_rn(static_cast<float>(h[(size_t)row * D + d]), r));
 """
 
 
@@ -156,12 +191,14 @@ def _route_kernel():
         header=HEADER)
 
 
-@lru_cache(maxsize=1)
-def _combine_kernel():
+@lru_cache(maxsize=None)
+def _combine_kernel(with_norm: bool):
+    names = ["y", "scores", "sgate", "shr", "h"] + (["w", "eps"] if with_norm else [])
     return mx.fast.cuda_kernel(
-        name="mlxprof_moe_combine",
-        input_names=["y", "scores", "sgate", "shr", "h"],
-        output_names=["out"], source=_COMBINE)
+        name="mlxprof_moe_combine" + ("_norm" if with_norm else ""), input_names=names,
+        output_names=["out", "n"] if with_norm else ["out"],
+        source=_COMBINE_NORM if with_norm else _COMBINE,
+        header=HEADER + _COMBINE_HEADER)
 
 
 def route(logits, k: int, n_experts: int, norm: bool, shared_gate: bool):
@@ -187,12 +224,15 @@ def route(logits, k: int, n_experts: int, norm: bool, shared_gate: bool):
     return inds, scores, sg
 
 
-def combine(y, scores, h, sgate=None, shared=None, shared_in_y: bool = False):
+def combine(y, scores, h, sgate=None, shared=None, shared_in_y: bool = False,
+            norm=None):
     """h + sum_k scores_k * y_k (+ sgate * shared), rounded as mlx-lm's ops.
 
     y (..., k[+1], D) from the experts (the shared expert's output as row k
     when `shared_in_y`), scores (..., k), h and `shared` (..., D), sgate
-    (..., 1). Returns (..., D) in h.dtype.
+    (..., 1). Returns (..., D) in h.dtype; with `norm=(w, eps)` (eps a
+    float32 array of shape (1,)) also rms_norm(result, w, eps), in the same
+    kernel: a tuple (out, normed).
     """
     k = scores.shape[-1]
     D = y.shape[-1]
@@ -201,14 +241,21 @@ def combine(y, scores, h, sgate=None, shared=None, shared_in_y: bool = False):
     for s in lead:
         n *= s
     has_shared = sgate is not None
-    dummy = h if shared is None else shared
-    (out,) = _combine_kernel()(
-        inputs=[y, scores, sgate if has_shared else scores, dummy, h],
-        template=[("OutT", h.dtype), ("K", k), ("D", D), ("YR", y.shape[-2]),
-                  ("SHARED", has_shared), ("SHARED_IN_Y", bool(shared_in_y))],
-        grid=(256 * -(-D // 256), n, 1), threadgroup=(256, 1, 1),
-        output_shapes=[h.shape], output_dtypes=[h.dtype])
-    return out
+    inputs = [y, scores, sgate if has_shared else scores, h if shared is None else shared, h]
+    template = [("OutT", h.dtype), ("K", k), ("D", D), ("YR", y.shape[-2]),
+                ("SHARED", has_shared), ("SHARED_IN_Y", bool(shared_in_y))]
+    if norm is None:
+        (out,) = _combine_kernel(False)(
+            inputs=inputs, template=template,
+            grid=(256 * -(-D // 256), n, 1), threadgroup=(256, 1, 1),
+            output_shapes=[h.shape], output_dtypes=[h.dtype])
+        return out
+    from .cuda_norm import norm_block
+    block = norm_block(D)
+    return tuple(_combine_kernel(True)(
+        inputs=inputs + list(norm), template=template + [("BLOCK", block)],
+        grid=(block * n, 1, 1), threadgroup=(block, 1, 1),
+        output_shapes=[h.shape, h.shape], output_dtypes=[h.dtype, h.dtype]))
 
 
 # -- the same contracts in MLX ops (CPU tests, GPU self-check) ------------------
@@ -260,9 +307,13 @@ def self_check(n_experts: int, k: int, dim: int) -> float:
         h = mx.random.normal((3, 1, dim), key=ks[2]).astype(dt)
         c0 = combine_reference(y, s0, h, g0, None, True)
         c1 = combine(y, s1, h, g1, None, True)
+        w = (1 + 0.1 * mx.random.normal((dim,), key=ks[3])).astype(dt)
+        eps = mx.array([1e-6], mx.float32)
+        c2, n2 = combine(y, s1, h, g1, None, True, norm=(w, eps))
+        n0 = mx.fast.rms_norm(c0, w, 1e-6)
         rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
                             / mx.abs(b.astype(mx.float32)).max()).item()
-        return max(rel(s1, s0), rel(g1, g0), rel(c1, c0))
+        return max(rel(s1, s0), rel(g1, g0), rel(c1, c0), rel(c2, c0), rel(n2, n0))
     except Exception as e:
         ERRORS[(n_experts, k, dim)] = repr(e)
         return float("inf")

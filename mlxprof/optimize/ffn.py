@@ -21,6 +21,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from .cuda_norm import add_norm, eps_array
 from .fuse import fuse_linears, fuse_switch
 
 __all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]
@@ -58,6 +59,10 @@ class MLP(nn.Module):
     def add_to(self, h, x):
         """h + self(x) (the layer's residual add)."""
         return h + self(x)
+
+    def add_norm_to(self, h, x, w, eps: float, cuda: bool = False):
+        """(h + self(x), rms_norm(h + self(x), w, eps)); see cuda_norm.add_norm."""
+        return add_norm(h, self(x), w, eps, cuda)
 
 
 class _Pair(nn.Module):
@@ -209,7 +214,14 @@ class MoE(nn.Module):
         weighted sum of the experts, the shared expert and this add."""
         return self._forward(x, h)
 
-    def _forward(self, x, h):
+    def add_norm_to(self, h, x, w, eps: float, cuda: bool = False):
+        """(h + self(x), rms_norm(of it, w, eps)): with cuda and combine="cuda"
+        at one token, the combine kernel also normalizes."""
+        if cuda and self.combine == "cuda" and x.size == x.shape[-1]:
+            return self._forward(x, h, norm=(w, eps_array(eps)))
+        return add_norm(h, self._forward(x, None), w, eps, cuda)
+
+    def _forward(self, x, h, norm=None):
         inds, scores, ssum, gate = self._route(x)
         k = self.top_k
         if self.shared_in_switch:
@@ -227,7 +239,7 @@ class MoE(nn.Module):
             from .cuda_moe import combine
             w = scores if ssum is None else scores / ssum
             base = h if h is not None else mx.zeros_like(x)
-            return combine(y_all, w, base, gate, shared_y, self.shared_in_switch)
+            return combine(y_all, w, base, gate, shared_y, self.shared_in_switch, norm)
         y = self._combine(y_all[..., :k, :] if self.shared_in_switch else y_all,
                           scores, ssum)
         if self.has_shared:

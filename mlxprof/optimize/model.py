@@ -69,6 +69,12 @@ class OptimizedModel(nn.Module):
         self._idx = {k: kinds.index(k) for k in ("fa", "swa", "ssm") if k in kinds}
         self._window = getattr(args, "sliding_window", None)
         self._head = mx.compile(self._head_fn) if options.compile else self._head_fn
+        self._logits = mx.compile(self._logits_fn) if options.compile else self._logits_fn
+        self._norm = mx.compile(mx.fast.rms_norm) if options.compile else mx.fast.rms_norm
+        for layer, nxt in zip(layers, layers[1:]):
+            layer.set_next_norm(nxt.in_w, nxt.in_eps)
+        if layers:
+            layers[-1].set_next_norm(self.norm_w, self.norm_eps)
 
     # -- mlx-lm compatibility -------------------------------------------------
     @property
@@ -89,10 +95,13 @@ class OptimizedModel(nn.Module):
 
     # -- forward ----------------------------------------------------------------
     def _head_fn(self, h):
-        h = mx.fast.rms_norm(h, self.norm_w, self.norm_eps)
+        return self._logits_fn(mx.fast.rms_norm(h, self.norm_w, self.norm_eps))
+
+    def _logits_fn(self, hn):
+        """Logits from the final-normed hidden state."""
         if self.lm_head is None:
-            return self.embed_tokens.as_linear(h)
-        return self.lm_head(h)
+            return self.embed_tokens.as_linear(hn)
+        return self.lm_head(hn)
 
     def _masks(self, h, cache):
         masks = {}
@@ -112,10 +121,15 @@ class OptimizedModel(nn.Module):
         masks = self._masks(h, cache)
         decode = self.options.decode_path and h.shape[1] == 1
         offsets: dict = {}
+        hn = None                 # h normalized for the layer about to run
         for layer, c in zip(self.decoder_layers, cache):
             mask = masks[layer.mask_kind]
             if decode and layer.can_step(c, mask):
-                h = layer.step(h, mask, c, offsets)
+                if hn is None:
+                    hn = self._norm(h, layer.in_w, layer.in_eps)
+                h, hn = layer.step(h, hn, mask, c, offsets)
             else:
-                h = layer(h, mask, c)
-        return self._head(h) if decode else self._head_fn(h)
+                h, hn = layer(h, mask, c), None
+        if not decode:
+            return self._head_fn(h)
+        return self._logits(hn) if hn is not None else self._head(h)

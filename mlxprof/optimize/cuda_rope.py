@@ -1,0 +1,145 @@
+"""q/k RMSNorm + RoPE at one token as one custom CUDA kernel.
+
+Qwen3-style attention normalizes every q and k head (RMSNorm with a
+per-dimension weight) and then rotates it (RoPE): three kernels at decode
+(RMSNorm, the weight multiply of the merged q/k norm, RoPE). `qk_norm_rope`
+does them in one: one thread block per head, one thread per dimension. It
+reads the fused q/k/v projection's output directly ([q heads | k heads |
+...]) and writes the rotated q and k heads as (B, Hq + Hk, 1, D).
+
+Rounding follows MLX's ops: RMSNorm `w * T(x * rsqrt(mean(x^2) + eps))`,
+RoPE in float32 rounded once; the angle is computed as MLX's kernel does
+(`offset * scale * 2^(-i / (dims/2) * log2(base))`), so only float32 sums
+and sin/cos last bits can differ. Supports `nn.RoPE` (traditional or not,
+partial rotary dims); `supported(attn)` says when. `self_check(attn)`
+compares with the op path on random inputs.
+
+Example:
+    >>> # qk = qk_norm_rope(attn, p, offset)     # CUDA only
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .cuda_common import HEADER
+
+__all__ = ["qk_norm_rope", "supported", "prepare", "self_check", "ERRORS"]
+
+_SOURCE = """
+    constexpr int NH = HQ + HK;
+    constexpr int NW = (D + 31) / 32;
+    __shared__ float s_x[D];
+    __shared__ float s_red[NW];
+    const int head = blockIdx.x % NH;
+    const int b = blockIdx.x / NH;
+    const int t = threadIdx.x;
+    const float v = static_cast<float>(p[(size_t)b * P + head * D + t]);
+    float ss = mlxprof_warp_sum(__fmul_rn(v, v));
+    if ((t & 31) == 0) s_red[t >> 5] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
+    const float nrm = rsqrtf(__fadd_rn(tot / D, consts[0]));
+    const float w = static_cast<float>(head < HQ ? q_w[t] : k_w[t]);
+    const float y = mlxprof_rnd<OutT>(__fmul_rn(w, mlxprof_rnd<OutT>(__fmul_rn(v, nrm))));
+    s_x[t] = y;
+    __syncthreads();
+    float o = y;
+    constexpr int HALF = DIMS / 2;
+    if (t < DIMS) {
+        const int i = TRAD ? t / 2 : t % HALF;
+        const float theta = consts[2] * static_cast<float>(offset[0])
+            * exp2f(-(static_cast<float>(i) / HALF) * consts[1]);
+        const float c = cosf(theta);
+        const float s = sinf(theta);
+        const bool first = TRAD ? (t % 2 == 0) : (t < HALF);
+        const float other = s_x[TRAD ? (first ? t + 1 : t - 1) : (first ? t + HALF : t - HALF)];
+        o = first ? __fsub_rn(__fmul_rn(y, c), __fmul_rn(other, s))
+                  : __fadd_rn(__fmul_rn(other, s), __fmul_rn(y, c));
+    }
+    out[((size_t)b * NH + head) * D + t] = static_cast<OutT>(o);
+"""
+
+ERRORS: dict = {}
+
+
+@lru_cache(maxsize=1)
+def _kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_qk_norm_rope",
+        input_names=["p", "q_w", "k_w", "offset", "consts"],
+        output_names=["out"], source=_SOURCE, header=HEADER)
+
+
+def supported(attn) -> bool:
+    """An Attention (attention.py) this kernel covers: q/k norms, nn.RoPE,
+    fused q/k/v, head dim <= 1024."""
+    r = attn.rope
+    return (attn.qk_norm and attn.fused and type(r) is nn.RoPE
+            and attn.head_dim <= 1024 and attn.head_dim % 32 == 0
+            and r.dims % 2 == 0 and r.dims <= attn.head_dim)
+
+
+def prepare(attn) -> None:
+    """Build and evaluate the kernel's constants (before mx.compile traces)."""
+    r = attn.rope
+    c = mx.array([attn.norm_eps, math.log2(r.base), r.scale], mx.float32)
+    mx.eval(c)
+    object.__setattr__(attn, "_rope_consts", c)
+
+
+def qk_norm_rope(attn, p, offset):
+    """Normalized, rotated q and k heads (B, Hq + Hk, 1, D) from the fused
+    projection output p (B, 1, P) of `attn` at position `offset` (an int32
+    array). Call prepare(attn) first."""
+    B = p.shape[0]
+    h, hk, d = attn.n_heads, attn.n_kv, attn.head_dim
+    r = attn.rope
+    (out,) = _kernel()(
+        inputs=[p, attn.q_norm_w, attn.k_norm_w, offset, attn._rope_consts],
+        template=[("OutT", p.dtype), ("HQ", h), ("HK", hk), ("D", d),
+                  ("P", p.shape[-1]), ("DIMS", r.dims), ("TRAD", bool(r.traditional))],
+        grid=(d * B * (h + hk), 1, 1), threadgroup=(d, 1, 1),
+        output_shapes=[(B, h + hk, 1, d)], output_dtypes=[p.dtype])
+    return out
+
+
+def self_check(attn) -> float:
+    """Max relative difference of the kernel vs the op path on random input."""
+    key = key_of(attn)
+    if key not in _CHECKS:
+        _CHECKS[key] = _check(attn)
+    return _CHECKS[key]
+
+
+_CHECKS: dict = {}
+
+
+def _check(attn) -> float:
+    try:
+        prepare(attn)
+        dt = attn.q_norm_w.dtype
+        x = mx.random.normal((1, 1, attn.in_dim), key=mx.random.key(4)).astype(dt)
+        off = mx.array(300, mx.int32)
+        saved = attn.cuda_rope
+        try:
+            attn.cuda_rope = False
+            ref = attn.decode_qkv(x, off)
+            attn.cuda_rope = True
+            got = attn.decode_qkv(x, off)
+        finally:
+            attn.cuda_rope = saved
+        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
+                            / mx.abs(b.astype(mx.float32)).max()).item()
+        return max(rel(g, f) for g, f in zip(got[:2], ref[:2]))
+    except Exception as e:
+        ERRORS[key_of(attn)] = repr(e)
+        return float("inf")
+
+
+def key_of(attn) -> tuple:
+    return (attn.n_heads, attn.n_kv, attn.head_dim, attn.rope.dims)
