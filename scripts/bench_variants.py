@@ -5,7 +5,8 @@
 
 Registers one loop per variant, `fast_<name>` (the pipelined loop on
 `optimize_model(model, **options)`), then runs `mlxprof bench` with them and
-mlx_lm; every other argument goes to `mlxprof bench` unchanged.
+mlx_lm; `--variants a,b` picks some; every other argument goes to
+`mlxprof bench` unchanged.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ VARIANTS = {
     "moe_kernels": {"gated_delta": "cuda"},
     "gdn_fused": {"router": "exact", "combine": "exact"},
     "shared_in_switch": {"shared_in_switch": True},
+    # the add + RMSNorm and q/k norm + RoPE kernels left out
+    "no_norm_kernels": {"add_norm": "ops", "qk_norm_rope": "ops"},
 }
 
 
@@ -26,13 +29,19 @@ def main() -> int:
     from mlxprof import cli, generate
     from mlxprof.optimize import optimize_model
 
+    argv = sys.argv[1:]
+    pick = list(VARIANTS)
+    if "--variants" in argv:              # ours; the rest goes to mlxprof bench
+        i = argv.index("--variants")
+        pick, argv = argv[i + 1].split(","), argv[:i] + argv[i + 2:]
     names = ["mlx_lm", "fast"]
-    for name, opts in VARIANTS.items():
+    for name in pick:
+        opts = VARIANTS[name]
         generate.register(generate.Loop(
             f"fast_{name}", generate.pipelined_loop, f"pipelined on optimize_model({opts})",
             prepare=partial(optimize_model, **opts)))
         names.append(f"fast_{name}")
-    return cli.main(["bench", "--loops", ",".join(names), *sys.argv[1:]])
+    return cli.main(["bench", "--loops", ",".join(names), *argv])
 
 
 if __name__ == "__main__":

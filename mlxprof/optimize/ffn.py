@@ -215,10 +215,13 @@ class MoE(nn.Module):
         return self._forward(x, h)
 
     def add_norm_to(self, h, x, w, eps: float, cuda: bool = False):
-        """(h + self(x), rms_norm(of it, w, eps)): with cuda and combine="cuda"
-        at one token, the combine kernel also normalizes."""
-        if cuda and self.combine == "cuda" and x.size == x.shape[-1]:
-            return self._forward(x, h, norm=(w, eps_array(eps)))
+        """(h + self(x), rms_norm(of it, w, eps)): with combine="cuda" at one
+        token the combine kernel does the add (and, with cuda, the norm)."""
+        if self.combine == "cuda" and x.size == x.shape[-1]:
+            if cuda:
+                return self._forward(x, h, norm=(w, eps_array(eps)))
+            y = self._forward(x, h)
+            return y, mx.fast.rms_norm(y, w, eps)
         return add_norm(h, self._forward(x, None), w, eps, cuda)
 
     def _forward(self, x, h, norm=None):
