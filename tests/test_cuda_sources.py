@@ -118,3 +118,12 @@ def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
         [("OutT", BF16), ("HQ", 16), ("HK", 2), ("D", 256), ("P", 9216), ("DIMS", 64),
          ("TRAD", trad)], cuda_rope._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)
+
+
+def test_add_norm_kernel_compiles_with_float32_weight(tmp_path):
+    from mlxprof.optimize import cuda_norm
+    src = kernel_source(
+        "add_norm32", [("x", BF16), ("r", BF16), ("w", F32), ("eps", F32)],
+        [("h", BF16), ("n", BF16)], [("OutT", BF16), ("D", 2048), ("BLOCK", 1024)],
+        cuda_norm._SOURCE, cuda_common.HEADER)
+    compile_ok(tmp_path, src)

@@ -12,7 +12,10 @@ rounding), with fewer primitives and less Python per decoded token:
   explicitly; an attention layer in two pieces around the cache update and
   sdpa); views (reshape/transpose/expand) dropped where L=1 makes them no-ops;
 * the GDN recurrence as broadcast ops (no repeat copies), or as the core
-  `mx.fast.gated_delta_update` where the backend has a kernel for it.
+  `mx.fast.gated_delta_update` where the backend has a kernel for it;
+* on MLX's CUDA backend, custom kernels for chains of small ops at one token
+  (the whole GDN step, MoE routing, MoE combine, residual add + RMSNorm,
+  q/k norm + RoPE), each used only after its self-check on the device.
 
 Prefill (more than one token) runs the same fused weights with mlx-lm's math,
 uncompiled. The cache is mlx-lm's own (`make_cache()` returns what

@@ -2,7 +2,8 @@
 
 Rounding helpers mimic MLX's CUDA ops at a given dtype T: `mlxprof_rnd<T>`
 rounds a float to T and back; `mlxprof_sigmoid<T>` is MLX's Sigmoid
-functor evaluated in T (each step rounded, as MLX's bf16 kernels do).
+functor evaluated in T (each step rounded, as MLX's bf16 kernels do);
+`mlxprof_rms_tail` finishes a block-wide RMSNorm of one row.
 
 Example:
     >>> "mlxprof_rnd" in HEADER
@@ -30,5 +31,25 @@ __device__ inline float mlxprof_warp_sum(float v) {
         v += __shfl_xor_sync(0xffffffff, v, o);
     }
     return v;
+}
+
+// The end of an RMSNorm over one row of D values already written to x by
+// the threads of a block of BLOCK (each thread its d = tid, tid + BLOCK, ...),
+// given each thread's partial sum of squares ss: n = T(w * T(x * rsqrt(mean + eps))),
+// as MLX's RMSNorm kernel rounds. s_red: BLOCK / 32 floats of shared memory.
+template <typename T, int BLOCK, int D, typename W>
+__device__ inline void mlxprof_rms_tail(
+        float ss, const T* x, const W* w, T* n, float eps, float* s_red) {
+    ss = mlxprof_warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int j = 0; j < BLOCK / 32; ++j) tot = __fadd_rn(tot, s_red[j]);
+    const float nrm = rsqrtf(__fadd_rn(tot / D, eps));
+    for (int d = threadIdx.x; d < D; d += BLOCK) {
+        const float y = static_cast<float>(static_cast<T>(
+            __fmul_rn(static_cast<float>(x[d]), nrm)));
+        n[d] = static_cast<T>(__fmul_rn(static_cast<float>(w[d]), y));
+    }
 }
 """

@@ -152,8 +152,7 @@ _COMBINE = """
 
 # the same, then rms_norm(out, w, eps) for the next sublayer: one block per row
 _COMBINE_NORM = """
-    constexpr int NW = BLOCK / 32;
-    __shared__ float s_red[NW];
+    __shared__ float s_red[BLOCK / 32];
     const int row = blockIdx.x;
     const int tid = threadIdx.x;
     const size_t o = (size_t)row * D;
@@ -164,17 +163,7 @@ _COMBINE_NORM = """
         out[o + d] = static_cast<OutT>(v);
         ss = __fadd_rn(ss, __fmul_rn(v, v));
     }
-    ss = mlxprof_warp_sum(ss);
-    if ((tid & 31) == 0) s_red[tid >> 5] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
-    const float nrm = rsqrtf(__fadd_rn(tot / D, eps[0]));
-    for (int d = tid; d < D; d += BLOCK) {
-        const float v = static_cast<float>(out[o + d]);
-        const float t = static_cast<float>(static_cast<OutT>(__fmul_rn(v, nrm)));
-        n[o + d] = static_cast<OutT>(__fmul_rn(static_cast<float>(w[d]), t));
-    }
+    mlxprof_rms_tail<OutT, BLOCK, D>(ss, out + o, w, n + o, eps[0], s_red);
 """
 
 

@@ -25,8 +25,7 @@ __all__ = ["add_norm", "eps_array", "norm_block", "self_check", "ERRORS"]
 
 # one block per row; the sum of squares in float32 over the block
 _SOURCE = """
-    constexpr int NW = BLOCK / 32;
-    __shared__ float s_red[NW];
+    __shared__ float s_red[BLOCK / 32];
     const int row = blockIdx.x;
     const int tid = threadIdx.x;
     const size_t base = (size_t)row * D;
@@ -37,17 +36,7 @@ _SOURCE = """
         h[base + d] = static_cast<OutT>(v);
         ss = __fadd_rn(ss, __fmul_rn(v, v));
     }
-    ss = mlxprof_warp_sum(ss);
-    if ((tid & 31) == 0) s_red[tid >> 5] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
-    const float nrm = rsqrtf(__fadd_rn(tot / D, eps[0]));
-    for (int d = tid; d < D; d += BLOCK) {
-        const float v = static_cast<float>(h[base + d]);
-        const float y = static_cast<float>(static_cast<OutT>(__fmul_rn(v, nrm)));
-        n[base + d] = static_cast<OutT>(__fmul_rn(static_cast<float>(w[d]), y));
-    }
+    mlxprof_rms_tail<OutT, BLOCK, D>(ss, h + base, w, n + base, eps[0], s_red);
 """
 
 
