@@ -130,22 +130,19 @@ def main() -> None:
 
 def picked(model) -> dict:
     """What the "auto" kernel options chose here, and the kernels' self-checks."""
-    from mlxprof.optimize import cuda_gdn_layer, cuda_moe, optimize_model
+    from check_kernels import self_checks
+    from mlxprof.optimize import optimize_model
+    from mlxprof.optimize.cuda_common import on_cuda
     fast = optimize_model(model)
-    gdn = [l.mixer.recurrence for l in fast.layers if hasattr(l.mixer, "recurrence")]
-    moe = [l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")]
-    out = {"gated_delta": sorted(set(gdn)),
-           "router_combine": sorted({(f.router_mode, f.combine) for f in moe}),
+    out = {"gated_delta": sorted({l.mixer.recurrence for l in fast.layers
+                                  if hasattr(l.mixer, "recurrence")}),
+           "router_combine": sorted({(l.ffn.router_mode, l.ffn.combine) for l in fast.layers
+                                     if hasattr(l.ffn, "router_mode")}),
            "add_norm_kernel": sorted({l.cuda_norm for l in fast.layers}),
            "qk_norm_rope_kernel": sorted({l.mixer.cuda_rope for l in fast.layers
                                           if hasattr(l.mixer, "cuda_rope")})}
-    if cuda_moe.available() and moe:
-        f = moe[0]
-        out["moe_self_check"] = cuda_moe.self_check(f.num_experts, f.top_k,
-                                                    f.down.weight.shape[1])
-    mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
-    if cuda_moe.available() and mixer is not None:
-        out["gdn_fused_self_check"] = cuda_gdn_layer.self_check(mixer)
+    if on_cuda():
+        out["self_checks"] = self_checks(fast)
     return out
 
 

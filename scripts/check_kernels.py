@@ -2,17 +2,36 @@
 
     python3 scripts/check_kernels.py --model qwen3.5-35b-a3b --scale small
 
-Builds the model's weights (no prefill), then for the MoE routing/combine
-kernels (cuda_moe), the one-kernel GDN step (cuda_gdn_layer), the
+Builds the model's weights (no prefill), then prints the self-check value
+(max relative difference to the MLX-ops reference) of the MoE routing and
+combine kernels (cuda_moe), the one-kernel GDN step (cuda_gdn_layer), the
 residual add + RMSNorm kernel (cuda_norm) and the q/k norm + RoPE kernel
-(cuda_rope) prints the
-self-check value (max relative difference to the MLX-ops reference) and,
-when a check fails, the exception behind it. Writes JSON to --out.
+(cuda_rope), with the exception behind any failed check. Writes JSON to --out.
 """
 from __future__ import annotations
 
 import argparse
 import json
+
+
+def self_checks(fast) -> dict:
+    """Self-check value of each kernel family at `fast`'s shapes (an
+    optimize_model result), and the exceptions of failed checks."""
+    from mlxprof.optimize import cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm, cuda_rope
+    out = {}
+    ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
+    if ffn is not None:
+        out["moe"] = cuda_moe.self_check(ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
+    mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
+    if mixer is not None and cuda_gdn_layer.supported(mixer):
+        out["gdn_fused"] = cuda_gdn_layer.self_check(mixer)
+    layer = fast.layers[0]
+    out["add_norm"] = cuda_norm.self_check(layer.post_w.shape[0], float(layer.post_eps))
+    attn = next((l.mixer for l in fast.layers if hasattr(l.mixer, "cuda_rope")), None)
+    if attn is not None and cuda_rope.supported(attn):
+        out["qk_norm_rope"] = cuda_rope.self_check(attn)
+    out["errors"] = {str(k): v for k, v in cuda_common.ERRORS.items()}
+    return out
 
 
 def main() -> None:
@@ -23,30 +42,14 @@ def main() -> None:
     args = ap.parse_args()
 
     import mlxprof.models as M
-    from mlxprof.optimize import (cuda_gdn_layer, cuda_moe, cuda_norm, cuda_rope,
-                                  optimize_model)
+    from mlxprof.optimize import optimize_model
     from mlxprof.provenance import collect
 
     lm = M.load(args.model, scale=args.scale, seed=0)
     fast = optimize_model(lm.model, router="exact", combine="exact", gated_delta="ops",
                           add_norm="ops", qk_norm_rope="ops")
-    out = {"model": args.model, "scale": args.scale, "provenance": collect()}
-    ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
-    if ffn is not None:
-        out["moe"] = cuda_moe.self_check(ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
-        out["moe_errors"] = {str(k): v for k, v in cuda_moe.ERRORS.items()}
-    mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
-    if mixer is not None:
-        out["gdn_supported"] = cuda_gdn_layer.supported(mixer)
-        out["gdn_fused"] = cuda_gdn_layer.self_check(mixer)
-        out["gdn_errors"] = {str(k): v for k, v in cuda_gdn_layer.ERRORS.items()}
-    layer = fast.layers[0]
-    out["add_norm"] = cuda_norm.self_check(layer.post_w.shape[0], float(layer.post_eps))
-    out["add_norm_errors"] = {str(k): v for k, v in cuda_norm.ERRORS.items()}
-    attn = next((l.mixer for l in fast.layers if hasattr(l.mixer, "cuda_rope")), None)
-    if attn is not None and cuda_rope.supported(attn):
-        out["qk_norm_rope"] = cuda_rope.self_check(attn)
-        out["qk_norm_rope_errors"] = {str(k): v for k, v in cuda_rope.ERRORS.items()}
+    out = {"model": args.model, "scale": args.scale, "provenance": collect(),
+           **self_checks(fast)}
     print(json.dumps(out, indent=1, default=str))
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1, default=str)

@@ -174,6 +174,19 @@ def test_decode_path_is_separate_from_compile():
     assert compiled < decode < general
 
 
+def test_decode_path_mixed_with_general_layers():
+    """A layer that cannot take the one-token step (its own general code runs)
+    hands no normalized state on: the next stepping layer normalizes itself."""
+    orig, _ = model("qwen3_5_moe")
+    opt = optimize_model(orig)
+    for i in (0, 2):                       # a GDN layer and the one after it
+        opt.layers[i].can_step = lambda cache, mask: False
+    seq = tokens(20, seed=9)
+    ref = generate.teacher_forced_logits(orig, seq, 8)
+    assert mx.array_equal(ref, generate.teacher_forced_logits(opt, seq, 8))
+    assert step_ops(opt, tokens(8)) > step_ops(optimize_model(orig), tokens(8))
+
+
 def test_mlx_lm_recurrence_is_bit_exact():
     """gated_delta="mlx_lm" runs mlx-lm's own GDN functions at decode: the
     exact-rounding choice (on CUDA too, uncompiled: scripts/check_fast.py)."""

@@ -21,6 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import scaled_dot_product_attention
 
+from .cuda_rope import qk_norm_rope
 from .fuse import fuse_linears
 
 __all__ = ["Attention"]
@@ -119,7 +120,6 @@ class Attention(nn.Module):
         B = x.shape[0]
         h, hk, d = self.n_heads, self.n_kv, self.head_dim
         if self.cuda_rope:
-            from .cuda_rope import qk_norm_rope
             p = self.qkv(x)
             cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]
             _, v, *gate = mx.split(p, cuts, axis=-1)

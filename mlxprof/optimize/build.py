@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from . import UnsupportedModelError
 from .attention import Attention
+from .cuda_common import on_cuda
 from .ffn import MLP, MoE
 from .fuse import fuse_linears
 from .gdn import GatedDeltaNet
@@ -43,8 +44,7 @@ def _moe_kernels(blk, o) -> tuple[str, str]:
     if auto:
         from . import cuda_moe
         dim = blk.switch_mlp.down_proj.weight.shape[1]
-        use = cuda_moe.available() and \
-            cuda_moe.self_check(blk.num_experts, blk.top_k, dim) < 1e-2
+        use = on_cuda() and cuda_moe.self_check(blk.num_experts, blk.top_k, dim) < 1e-2
     pick = lambda name: ("cuda" if use else "exact") if name in auto \
         else getattr(o, name)
     return pick("router"), pick("combine")
@@ -69,23 +69,22 @@ def _recurrence(la, o) -> str:
     heads = (la.num_k_heads, la.num_v_heads, la.head_k_dim, la.head_v_dim)
     if fast_gated_delta_is_fused(*heads):
         return "fast"
-    if mx.default_device() == mx.gpu and mx.cuda.is_available() \
-            and la.head_k_dim % 32 == 0:
+    if on_cuda() and la.head_k_dim % 32 == 0:
         from .cuda_gdn import self_check
         if self_check(*heads) < 1e-3:
             return "cuda"
     return "ops"
 
 
-def _try_fused(mixer, o) -> None:
-    """gated_delta="auto" on a CUDA GPU: the one-kernel GDN step when its
-    self-check passes (cuda_gdn_layer.py)."""
-    if o.gated_delta != "auto" or not (mx.default_device() == mx.gpu
-                                       and mx.cuda.is_available()):
-        return
+def _gdn_kernel(mixer, o) -> None:
+    """The one-kernel GDN step (cuda_gdn_layer.py): asked for, or
+    gated_delta="auto" on a CUDA GPU when its self-check passes."""
     from . import cuda_gdn_layer as cg
-    if cg.supported(mixer) and cg.self_check(mixer) < 2e-2:
+    if o.gated_delta == "auto" and on_cuda() and cg.supported(mixer) \
+            and cg.self_check(mixer) < 2e-2:
         mixer.recurrence = "fused"
+    if mixer.recurrence == "fused":
+        cg.prepare(mixer)
 
 
 def _rope_kernel(attn, o) -> None:
@@ -98,9 +97,7 @@ def _rope_kernel(attn, o) -> None:
             raise ValueError("optimize_model: qk_norm_rope='cuda' needs fused q/k/v, "
                              "q/k norms and nn.RoPE; use 'auto'")
         return
-    if o.qk_norm_rope == "auto" and not (mx.default_device() == mx.gpu
-                                         and mx.cuda.is_available()
-                                         and cuda_rope.self_check(attn) < 1e-2):
+    if o.qk_norm_rope == "auto" and not (on_cuda() and cuda_rope.self_check(attn) < 1e-2):
         return
     cuda_rope.prepare(attn)
     attn.cuda_rope = True
@@ -110,7 +107,7 @@ def _cuda_norm(layer, o) -> bool:
     """Options.add_norm resolved: the add + RMSNorm kernel for this layer?"""
     if o.add_norm != "auto":
         return o.add_norm == "cuda"
-    if not (mx.default_device() == mx.gpu and mx.cuda.is_available()):
+    if not on_cuda():
         return False
     from .cuda_norm import self_check
     norm = layer.post_attention_layernorm
@@ -124,10 +121,7 @@ def _layer(layer, o):
         la = layer.linear_attn
         _check_local(la)
         mixer = GatedDeltaNet(la, fuse=o.fuse_gdn_proj, recurrence=_recurrence(la, o))
-        _try_fused(mixer, o)
-        if mixer.recurrence == "fused":
-            from .cuda_gdn_layer import prepare
-            prepare(mixer)
+        _gdn_kernel(mixer, o)
         return GDNLayer(layer, mixer, ffn, "ssm", o.compile, cuda_norm)
     mixer = Attention(layer.self_attn, fuse=o.fuse_qkv, merge_qk_norm=o.merge_qk_norm)
     mixer.in_dim = layer.input_layernorm.weight.shape[0]
@@ -137,12 +131,11 @@ def _layer(layer, o):
 
 
 def _check_backend(o) -> None:
-    on_cuda = mx.default_device() == mx.gpu and mx.cuda.is_available()
     asked = [f"{n}={getattr(o, n)!r}" for n, v in
              (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
               ("combine", ("cuda",)), ("add_norm", ("cuda",)),
               ("qk_norm_rope", ("cuda",))) if getattr(o, n) in v]
-    if asked and not on_cuda:
+    if asked and not on_cuda():
         raise ValueError(f"optimize_model: {', '.join(asked)} needs MLX's CUDA backend "
                          f"(default device: {mx.default_device()}); leave it 'auto'")
     if o.gated_delta == "fused" and not o.fuse_gdn_proj:

@@ -1,4 +1,9 @@
-"""Device helpers shared by mlxprof's custom CUDA kernels (cuda_*.py).
+"""What mlxprof's custom CUDA kernels (cuda_*.py) share.
+
+Python side: `on_cuda()`, and `self_checked(name, key, check)`, which runs a
+kernel's self-check once per shape and keeps the exception of a failed one in
+`ERRORS` (scripts/check_kernels.py prints them); `rel_diff(a, b)` is the
+measure the checks use. Device side (`HEADER`):
 
 Rounding helpers mimic MLX's CUDA ops at a given dtype T: `mlxprof_rnd<T>`
 rounds a float to T and back; `mlxprof_sigmoid<T>` is MLX's Sigmoid
@@ -8,9 +13,40 @@ functor evaluated in T (each step rounded, as MLX's bf16 kernels do);
 Example:
     >>> "mlxprof_rnd" in HEADER
     True
+    >>> self_checked("demo", (1,), lambda: 1 / 0), "demo" in str(list(ERRORS))
+    (inf, True)
 """
+from __future__ import annotations
 
-__all__ = ["HEADER"]
+import mlx.core as mx
+
+__all__ = ["HEADER", "on_cuda", "rel_diff", "self_checked", "ERRORS"]
+
+CHECKS: dict = {}        # (kernel name, shape key) -> self-check value
+ERRORS: dict = {}        # (kernel name, shape key) -> the exception that made it inf
+
+
+def on_cuda() -> bool:
+    """True when the default device runs MLX's CUDA backend."""
+    return mx.default_device() == mx.gpu and mx.cuda.is_available()
+
+
+def rel_diff(got, ref) -> float:
+    """max |got - ref| / max |ref| (float32)."""
+    ref = ref.astype(mx.float32)
+    return (mx.abs(got.astype(mx.float32) - ref).max()
+            / mx.maximum(mx.abs(ref).max(), 1e-30)).item()
+
+
+def self_checked(name: str, key: tuple, check) -> float:
+    """check() once per (name, key), cached; inf if it raises (kept in ERRORS)."""
+    if (name, key) not in CHECKS:
+        try:
+            CHECKS[(name, key)] = float(check())
+        except Exception as e:
+            ERRORS[(name, key)] = repr(e)
+            CHECKS[(name, key)] = float("inf")
+    return CHECKS[(name, key)]
 
 HEADER = """
 template <typename T>

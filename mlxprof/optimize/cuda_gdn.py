@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import mlx.core as mx
 
+from .cuda_common import self_checked
+
 __all__ = ["gated_delta_cuda", "self_check"]
 
 _SOURCE = """
@@ -117,22 +119,21 @@ def gated_delta_cuda(q, k, v, g, beta, state, out_dtype=mx.float32):
     return y, st
 
 
-@lru_cache(maxsize=None)
 def self_check(hk: int, hv: int, dk: int, dv: int, T: int = 1) -> float:
     """Max |diff| of the kernel vs mlx-lm's op path on random data (inf on error)."""
-    try:
-        from mlx_lm.models.gated_delta import gated_delta_ops
-        key = mx.random.key(0)
-        ks = mx.random.split(key, 6)
-        q = mx.random.normal((1, T, hk, dk), key=ks[0]) * dk ** -0.5
-        k = mx.random.normal((1, T, hk, dk), key=ks[1]) * dk ** -0.5
-        v = mx.random.normal((1, T, hv, dv), key=ks[2])
-        g = mx.random.uniform(0.5, 1.0, (1, T, hv), key=ks[3])
-        beta = mx.random.uniform(0.0, 1.0, (1, T, hv), key=ks[4])
-        s = mx.random.normal((1, hv, dv, dk), key=ks[5])
-        y0, s0 = gated_delta_ops(q, k, v, g, beta, s)
-        y1, s1 = gated_delta_cuda(q, k, v, g, beta, s)
-        d = mx.maximum(mx.abs(y1 - y0).max(), mx.abs(s1 - s0).max())
-        return float(d.item())
-    except Exception:
-        return float("inf")
+    return self_checked("gated_delta", (hk, hv, dk, dv, T),
+                        lambda: _check(hk, hv, dk, dv, T))
+
+
+def _check(hk: int, hv: int, dk: int, dv: int, T: int) -> float:
+    from mlx_lm.models.gated_delta import gated_delta_ops
+    ks = mx.random.split(mx.random.key(0), 6)
+    q = mx.random.normal((1, T, hk, dk), key=ks[0]) * dk ** -0.5
+    k = mx.random.normal((1, T, hk, dk), key=ks[1]) * dk ** -0.5
+    v = mx.random.normal((1, T, hv, dv), key=ks[2])
+    g = mx.random.uniform(0.5, 1.0, (1, T, hv), key=ks[3])
+    beta = mx.random.uniform(0.0, 1.0, (1, T, hv), key=ks[4])
+    s = mx.random.normal((1, hv, dv, dk), key=ks[5])
+    y0, s0 = gated_delta_ops(q, k, v, g, beta, s)
+    y1, s1 = gated_delta_cuda(q, k, v, g, beta, s)
+    return mx.maximum(mx.abs(y1 - y0).max(), mx.abs(s1 - s0).max()).item()

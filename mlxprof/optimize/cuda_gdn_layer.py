@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import mlx.core as mx
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, rel_diff, self_checked
 
 __all__ = ["gdn_step", "self_check", "supported", "prepare"]
 
@@ -172,11 +172,12 @@ def gdn_step(m, p, conv_state, state):
     """One GDN decode step of mixer `m` (a gdn.GatedDeltaNet with fused
     projections): p (B, 1, P) the in_proj output [qkv | z | b | a],
     conv_state (B, K-1, C), state (B, Hv, Dv, Dk) float32. Returns the
-    gated-norm output (B, 1, Hv*Dv), new conv state, new state."""
+    gated-norm output (B, 1, Hv*Dv), new conv state, new state. Call
+    prepare(m) once first."""
     B = p.shape[0]
     dt = p.dtype
     ab_f32 = dt == mx.float32 or dt != m.dt_bias.dtype     # a + dt_bias in float32
-    consts, conv_w = m.__dict__.get("_cuda_args") or _args(m)
+    consts, conv_w = m._cuda_args
     nwarp = 8
     y, conv, st = _kernel()(
         inputs=[p, conv_state, conv_w, state.astype(mx.float32), m.A_log, m.dt_bias,
@@ -190,14 +191,10 @@ def gdn_step(m, p, conv_state, state):
     return y, conv, st
 
 
-def _args(m):
-    return _consts(m), m.conv_w.reshape(m.conv_dim, m.kernel)
-
-
 def prepare(m) -> None:
     """Build and evaluate the kernel's constant inputs once (call before
     tracing the layer step with mx.compile: no evaluation happens there)."""
-    args = _args(m)
+    args = _consts(m), m.conv_w.reshape(m.conv_dim, m.kernel)
     mx.eval(args)
     object.__setattr__(m, "_cuda_args", args)
 
@@ -212,34 +209,22 @@ def self_check(m) -> float:
     """Max relative difference of gdn_step vs the mixer's "mlx_lm" decode
     path (mlx-lm's own functions) on random inputs; inf on any error."""
     key = (m.hk, m.hv, m.dk, m.dv, m.kernel, str(m.norm_w.dtype))
-    if key not in _CHECKS:
-        _CHECKS[key] = _check(m)
-    return _CHECKS[key]
-
-
-_CHECKS: dict = {}
-ERRORS: dict = {}        # self-check key -> the exception that made it inf
+    return self_checked("gdn_step", key, lambda: _check(m))
 
 
 def _check(m) -> float:
+    ks = mx.random.split(mx.random.key(2), 3)
+    dt = m.norm_w.dtype
+    x = mx.random.normal((1, 1, m.in_dim), key=ks[0]).astype(dt)
+    conv = mx.random.normal((1, m.kernel - 1, m.conv_dim), key=ks[1]).astype(dt)
+    state = mx.random.normal((1, m.hv, m.dv, m.dk), key=ks[2]) * 0.1
+    prepare(m)
+    saved = m.recurrence
     try:
-        ks = mx.random.split(mx.random.key(2), 3)
-        dt = m.norm_w.dtype
-        x = mx.random.normal((1, 1, m.in_dim), key=ks[0]).astype(dt)
-        conv = mx.random.normal((1, m.kernel - 1, m.conv_dim), key=ks[1]).astype(dt)
-        state = mx.random.normal((1, m.hv, m.dv, m.dk), key=ks[2]) * 0.1
-        prepare(m)
-        saved = m.recurrence
-        try:
-            m.recurrence = "mlx_lm"
-            ref = m.decode(x, conv, state)
-            m.recurrence = "fused"
-            got = m.decode(x, conv, state)
-        finally:
-            m.recurrence = saved
-        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
-                            / mx.maximum(mx.abs(b.astype(mx.float32)).max(), 1e-30)).item()
-        return max(rel(g, r) for g, r in zip(got, ref))
-    except Exception as e:
-        ERRORS[(m.hk, m.hv, m.dk, m.dv, m.kernel, str(m.norm_w.dtype))] = repr(e)
-        return float("inf")
+        m.recurrence = "mlx_lm"
+        ref = m.decode(x, conv, state)
+        m.recurrence = "fused"
+        got = m.decode(x, conv, state)
+    finally:
+        m.recurrence = saved
+    return max(rel_diff(g, r) for g, r in zip(got, ref))

@@ -28,10 +28,9 @@ from functools import lru_cache
 
 import mlx.core as mx
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, rel_diff, self_checked
 
-__all__ = ["route", "combine", "route_reference", "combine_reference", "self_check",
-           "available"]
+__all__ = ["route", "combine", "route_reference", "combine_reference", "self_check"]
 
 _ROUTE = """
     constexpr int NW = BLOCK / 32;
@@ -167,11 +166,6 @@ _COMBINE_NORM = """
 """
 
 
-def available() -> bool:
-    """True when the default device runs MLX's CUDA backend."""
-    return mx.default_device() == mx.gpu and mx.cuda.is_available()
-
-
 @lru_cache(maxsize=1)
 def _route_kernel():
     return mx.fast.cuda_kernel(
@@ -272,40 +266,34 @@ def combine_reference(y, scores, h, sgate=None, shared=None, shared_in_y=False):
     return h + r
 
 
-@lru_cache(maxsize=None)
 def self_check(n_experts: int, k: int, dim: int) -> float:
     """Largest difference of the kernels vs the references on random data.
 
-    Index sets must match exactly (inf if not); scores and outputs are
-    compared as max |diff| relative to max |reference|. inf on any error.
+    The picked experts must be a valid top-k (inf if not); scores and
+    outputs are compared with rel_diff. inf on any error (cuda_common.ERRORS).
     """
-    try:
-        ks = mx.random.split(mx.random.key(1), 4)
-        dt = mx.bfloat16
-        logits = (mx.random.normal((3, 1, n_experts + 1), key=ks[0]) * 2).astype(dt)
-        i0, s0, g0 = route_reference(logits, k, n_experts, True, True)
-        i1, s1, g1 = route(logits, k, n_experts, True, True)
-        # a valid top-k (bf16 ties may pick other experts of equal probability)
-        p = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
-        top = lambda i: mx.sort(mx.take_along_axis(p, i.astype(mx.int32), -1), -1)
-        distinct = mx.all(mx.sort(i1, -1)[..., 1:] != mx.sort(i1, -1)[..., :-1]).item()
-        if not (distinct and mx.array_equal(top(i0), top(i1)).item()):
-            return float("inf")
-        s0, s1 = mx.sort(s0, axis=-1), mx.sort(s1, axis=-1)
-        y = mx.random.normal((3, 1, k + 1, dim), key=ks[1]).astype(dt)
-        h = mx.random.normal((3, 1, dim), key=ks[2]).astype(dt)
-        c0 = combine_reference(y, s0, h, g0, None, True)
-        c1 = combine(y, s1, h, g1, None, True)
-        w = (1 + 0.1 * mx.random.normal((dim,), key=ks[3])).astype(dt)
-        eps = mx.array([1e-6], mx.float32)
-        c2, n2 = combine(y, s1, h, g1, None, True, norm=(w, eps))
-        n0 = mx.fast.rms_norm(c0, w, 1e-6)
-        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
-                            / mx.abs(b.astype(mx.float32)).max()).item()
-        return max(rel(s1, s0), rel(g1, g0), rel(c1, c0), rel(c2, c0), rel(n2, n0))
-    except Exception as e:
-        ERRORS[(n_experts, k, dim)] = repr(e)
+    return self_checked("moe", (n_experts, k, dim), lambda: _check(n_experts, k, dim))
+
+
+def _check(n_experts: int, k: int, dim: int) -> float:
+    ks = mx.random.split(mx.random.key(1), 4)
+    dt = mx.bfloat16
+    logits = (mx.random.normal((3, 1, n_experts + 1), key=ks[0]) * 2).astype(dt)
+    i0, s0, g0 = route_reference(logits, k, n_experts, True, True)
+    i1, s1, g1 = route(logits, k, n_experts, True, True)
+    # a valid top-k (bf16 ties may pick other experts of equal probability)
+    p = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
+    top = lambda i: mx.sort(mx.take_along_axis(p, i.astype(mx.int32), -1), -1)
+    distinct = mx.all(mx.sort(i1, -1)[..., 1:] != mx.sort(i1, -1)[..., :-1]).item()
+    if not (distinct and mx.array_equal(top(i0), top(i1)).item()):
         return float("inf")
-
-
-ERRORS: dict = {}        # self_check arguments -> the exception that made it inf
+    s0, s1 = mx.sort(s0, axis=-1), mx.sort(s1, axis=-1)
+    y = mx.random.normal((3, 1, k + 1, dim), key=ks[1]).astype(dt)
+    h = mx.random.normal((3, 1, dim), key=ks[2]).astype(dt)
+    c0 = combine_reference(y, s0, h, g0, None, True)
+    c1 = combine(y, s1, h, g1, None, True)
+    w = (1 + 0.1 * mx.random.normal((dim,), key=ks[3])).astype(dt)
+    c2, n2 = combine(y, s1, h, g1, None, True, norm=(w, mx.array([1e-6], mx.float32)))
+    n0 = mx.fast.rms_norm(c0, w, 1e-6)
+    return max(rel_diff(s1, s0), rel_diff(g1, g0), rel_diff(c1, c0), rel_diff(c2, c0),
+               rel_diff(n2, n0))

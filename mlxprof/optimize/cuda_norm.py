@@ -21,7 +21,9 @@ from functools import lru_cache
 
 import mlx.core as mx
 
-__all__ = ["add_norm", "eps_array", "norm_block", "self_check", "ERRORS"]
+from .cuda_common import HEADER, rel_diff, self_checked
+
+__all__ = ["add_norm", "eps_array", "norm_block", "self_check"]
 
 # one block per row; the sum of squares in float32 over the block
 _SOURCE = """
@@ -47,7 +49,6 @@ def norm_block(d: int) -> int:
 
 @lru_cache(maxsize=1)
 def _kernel():
-    from .cuda_common import HEADER
     return mx.fast.cuda_kernel(
         name="mlxprof_add_norm", input_names=["x", "r", "w", "eps"],
         output_names=["h", "n"], source=_SOURCE, header=HEADER)
@@ -83,22 +84,16 @@ def add_norm(x, r, w, eps: float, cuda: bool = False):
     return h, n
 
 
-ERRORS: dict = {}       # self_check arguments -> the exception that made it inf
-
-
-@lru_cache(maxsize=None)
 def self_check(dim: int, eps: float) -> float:
     """Max relative difference of the kernel vs the ops on random bf16 data."""
-    try:
-        ks = mx.random.split(mx.random.key(3), 3)
-        dt = mx.bfloat16
-        x = mx.random.normal((2, 1, dim), key=ks[0]).astype(dt)
-        r = mx.random.normal((2, 1, dim), key=ks[1]).astype(dt)
-        w = (1 + 0.1 * mx.random.normal((dim,), key=ks[2])).astype(dt)
-        ref, got = add_norm(x, r, w, eps), add_norm(x, r, w, eps, cuda=True)
-        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
-                            / mx.abs(b.astype(mx.float32)).max()).item()
-        return max(rel(g, f) for g, f in zip(got, ref))
-    except Exception as e:
-        ERRORS[(dim, eps)] = repr(e)
-        return float("inf")
+    return self_checked("add_norm", (dim, eps), lambda: _check(dim, eps))
+
+
+def _check(dim: int, eps: float) -> float:
+    ks = mx.random.split(mx.random.key(3), 3)
+    dt = mx.bfloat16
+    x = mx.random.normal((2, 1, dim), key=ks[0]).astype(dt)
+    r = mx.random.normal((2, 1, dim), key=ks[1]).astype(dt)
+    w = (1 + 0.1 * mx.random.normal((dim,), key=ks[2])).astype(dt)
+    ref, got = add_norm(x, r, w, eps), add_norm(x, r, w, eps, cuda=True)
+    return max(rel_diff(g, f) for g, f in zip(got, ref))

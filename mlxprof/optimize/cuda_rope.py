@@ -25,9 +25,9 @@ from functools import lru_cache
 import mlx.core as mx
 import mlx.nn as nn
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, rel_diff, self_checked
 
-__all__ = ["qk_norm_rope", "supported", "prepare", "self_check", "ERRORS"]
+__all__ = ["qk_norm_rope", "supported", "prepare", "self_check"]
 
 _SOURCE = """
     constexpr int NH = HQ + HK;
@@ -63,9 +63,6 @@ _SOURCE = """
     }
     out[((size_t)b * NH + head) * D + t] = static_cast<OutT>(o);
 """
-
-ERRORS: dict = {}
-
 
 @lru_cache(maxsize=1)
 def _kernel():
@@ -110,36 +107,21 @@ def qk_norm_rope(attn, p, offset):
 
 def self_check(attn) -> float:
     """Max relative difference of the kernel vs the op path on random input."""
-    key = key_of(attn)
-    if key not in _CHECKS:
-        _CHECKS[key] = _check(attn)
-    return _CHECKS[key]
-
-
-_CHECKS: dict = {}
+    key = (attn.n_heads, attn.n_kv, attn.head_dim, attn.rope.dims)
+    return self_checked("qk_norm_rope", key, lambda: _check(attn))
 
 
 def _check(attn) -> float:
+    prepare(attn)
+    dt = attn.q_norm_w.dtype
+    x = mx.random.normal((1, 1, attn.in_dim), key=mx.random.key(4)).astype(dt)
+    off = mx.array(300, mx.int32)
+    saved = attn.cuda_rope
     try:
-        prepare(attn)
-        dt = attn.q_norm_w.dtype
-        x = mx.random.normal((1, 1, attn.in_dim), key=mx.random.key(4)).astype(dt)
-        off = mx.array(300, mx.int32)
-        saved = attn.cuda_rope
-        try:
-            attn.cuda_rope = False
-            ref = attn.decode_qkv(x, off)
-            attn.cuda_rope = True
-            got = attn.decode_qkv(x, off)
-        finally:
-            attn.cuda_rope = saved
-        rel = lambda a, b: (mx.abs(a.astype(mx.float32) - b).max()
-                            / mx.abs(b.astype(mx.float32)).max()).item()
-        return max(rel(g, f) for g, f in zip(got[:2], ref[:2]))
-    except Exception as e:
-        ERRORS[key_of(attn)] = repr(e)
-        return float("inf")
-
-
-def key_of(attn) -> tuple:
-    return (attn.n_heads, attn.n_kv, attn.head_dim, attn.rope.dims)
+        attn.cuda_rope = False
+        ref = attn.decode_qkv(x, off)
+        attn.cuda_rope = True
+        got = attn.decode_qkv(x, off)
+    finally:
+        attn.cuda_rope = saved
+    return max(rel_diff(g, f) for g, f in zip(got[:2], ref[:2]))

@@ -21,6 +21,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from .cuda_common import on_cuda
+from . import cuda_moe
 from .cuda_norm import add_norm, eps_array
 from .fuse import fuse_linears, fuse_switch
 
@@ -94,8 +96,7 @@ class MoE(nn.Module):
         if router not in ROUTERS or combine not in COMBINES:
             raise ValueError(f"bad router/combine {router!r}/{combine!r}")
         if "cuda" in (router, combine):
-            from .cuda_moe import available
-            if not available():
+            if not on_cuda():
                 raise ValueError(
                     f"router/combine='cuda' needs MLX's CUDA backend (default device: "
                     f"{mx.default_device()}); use 'auto' or 'exact'")
@@ -155,8 +156,7 @@ class MoE(nn.Module):
         e, k = self.num_experts, self.top_k
         if self.router_mode == "cuda" and x.size == x.shape[-1] \
                 and (self.router_fused or not self.has_shared):
-            from .cuda_moe import route
-            inds, w, gate = route(r, k, e, self.norm_topk_prob, self.router_fused)
+            inds, w, gate = cuda_moe.route(r, k, e, self.norm_topk_prob, self.router_fused)
             return inds, w, None, gate if self.has_shared else None
         if self.router_fused:
             logits, sg = mx.split(r, [e], axis=-1)
@@ -239,10 +239,9 @@ class MoE(nn.Module):
         if self.has_shared and not self.shared_in_switch:
             shared_y = self.shared(x)
         if self.combine == "cuda" and x.size == x.shape[-1]:
-            from .cuda_moe import combine
             w = scores if ssum is None else scores / ssum
             base = h if h is not None else mx.zeros_like(x)
-            return combine(y_all, w, base, gate, shared_y, self.shared_in_switch, norm)
+            return cuda_moe.combine(y_all, w, base, gate, shared_y, self.shared_in_switch, norm)
         y = self._combine(y_all[..., :k, :] if self.shared_in_switch else y_all,
                           scores, ssum)
         if self.has_shared:

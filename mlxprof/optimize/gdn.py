@@ -29,6 +29,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.gated_delta import gated_delta_update
 
+from .cuda_gdn_layer import gdn_step
 from .fuse import fuse_linears
 
 __all__ = ["GatedDeltaNet", "RECURRENCES"]
@@ -183,7 +184,6 @@ class GatedDeltaNet(nn.Module):
         B = x.shape[0]
         hk, hv, dk, dv, kd = self.hk, self.hv, self.dk, self.dv, self.key_dim
         if self.recurrence == "fused":       # everything between the projections
-            from .cuda_gdn_layer import gdn_step
             y, conv_state, state = gdn_step(self, self.in_proj(x), conv_state, state)
             return self.out_proj(y), conv_state, state
         qkv, z, b, a, ab = self._project(x)
