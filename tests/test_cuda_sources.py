@@ -127,3 +127,23 @@ def test_add_norm_kernel_compiles_with_float32_weight(tmp_path):
         [("h", BF16), ("n", BF16)], [("OutT", BF16), ("D", 2048), ("BLOCK", 1024)],
         cuda_norm._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("t,k,gs,warps", [(BF16, 4096, 64, 4), (BF16, 12288, 64, 4),
+                                         (F32, 2048, 32, 2), ("__half", 512, 128, 1)])
+def test_qmv_kernel_compiles(tmp_path, t, k, gs, warps):
+    from mlxprof.optimize import cuda_qmv
+    src = kernel_source(
+        "qmv", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)], [("y", t)],
+        [("T", t), ("K", k), ("N", 4096), ("GS", gs), ("ROWS", cuda_qmv.ROWS),
+         ("WARPS", warps)], cuda_qmv._SOURCE, cuda_common.HEADER)
+    compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("kind", ["stamp", "hold"])
+def test_device_clock_kernels_compile(tmp_path, kind):
+    from mlxprof import device_clock as dc
+    src, outs = (dc._STAMP, [("y", "int32_t"), ("t", "uint64_t")]) if kind == "stamp" \
+        else (dc._HOLD, [("y", "int32_t")])
+    consts = [("SIZE", 1)] + ([("NS", 50_000_000)] if kind == "hold" else [])
+    compile_ok(tmp_path, kernel_source(kind, [("x", "int32_t")], outs, consts, src))

@@ -15,7 +15,8 @@ rounding), with fewer primitives and less Python per decoded token:
   `mx.fast.gated_delta_update` where the backend has a kernel for it;
 * on MLX's CUDA backend, custom kernels for chains of small ops at one token
   (the whole GDN step, MoE routing, MoE combine, residual add + RMSNorm,
-  q/k norm + RoPE), each used only after its self-check on the device.
+  q/k norm + RoPE, the one-row 4-bit matvec), each used only after its
+  self-check on the device.
 
 Prefill (more than one token) runs the same fused weights with mlx-lm's math,
 uncompiled. The cache is mlx-lm's own (`make_cache()` returns what
@@ -85,7 +86,10 @@ class Options:
     picks it on a CUDA GPU when its self-check passes, else "ops".
     qk_norm_rope="cuda" runs the q/k RMSNorms and RoPE of a Qwen3-style
     attention layer as one CUDA kernel at one token (cuda_rope.py); "auto"
-    as above. shared_in_switch makes Qwen3.5's shared expert expert number E
+    as above. qmv="cuda" runs each one-row 4-bit projection (the decode
+    matvecs, lm_head included) with our CUDA kernel (cuda_qmv.py: float32
+    sums, more loads in flight than MLX's); "auto" picks it on a CUDA GPU
+    for every weight shape whose self-check passes. shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     """
 
@@ -104,6 +108,7 @@ class Options:
     combine: str = "auto"
     add_norm: str = "auto"
     qk_norm_rope: str = "auto"
+    qmv: str = "auto"
 
 
 def _check(o: Options) -> None:
@@ -112,7 +117,8 @@ def _check(o: Options) -> None:
                "router": ("auto", "exact", "topk_softmax", "cuda"),
                "combine": ("auto", "exact", "matmul", "cuda"),
                "add_norm": ("auto", "ops", "cuda"),
-               "qk_norm_rope": ("auto", "ops", "cuda")}
+               "qk_norm_rope": ("auto", "ops", "cuda"),
+               "qmv": ("auto", "ops", "cuda")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:
             raise ValueError(f"{name} must be one of {ok}, got {getattr(o, name)!r}")

@@ -26,6 +26,8 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import cuda_qmv
+
 __all__ = ["Proj", "SwitchProj", "fuse_linears", "fuse_switch", "can_fuse"]
 
 
@@ -60,6 +62,7 @@ class Proj(nn.Module):
         if bias is not None:
             self.bias = bias
         self.qspec = qspec
+        self.cuda_qmv = False       # one-row products by cuda_qmv (set by build)
         self.freeze()
 
     @property
@@ -67,7 +70,10 @@ class Proj(nn.Module):
         return self.weight.shape[0]
 
     def __call__(self, x):
-        if self.qspec is not None:
+        if self.cuda_qmv and x.size == x.shape[-1] and x.dtype == self["scales"].dtype:
+            y = cuda_qmv.qmv(x, self["weight"], self["scales"], self["biases"],
+                             self.qspec[0])
+        elif self.qspec is not None:
             gs, bits, mode = self.qspec
             y = mx.quantized_matmul(x, self["weight"], self["scales"],
                                     self.get("biases"), transpose=True,
@@ -143,6 +149,7 @@ class SwitchProj(nn.Module):
             if biases is not None:
                 self.biases = biases
         self.qspec = qspec
+        self.cuda_qmv = False       # one-row products by cuda_qmv (set by build)
         self.freeze()
 
     def __call__(self, x, indices, sorted_indices: bool = False, lhs_indices=None):

@@ -1,0 +1,186 @@
+"""One-row 4-bit quantized matmul (y = x @ dequant(W).T) as a CUDA kernel.
+
+At one decoded token every projection is a matrix-vector product that reads
+the whole weight once: its speed is memory bandwidth. The kernel keeps many
+16-byte weight loads in flight (each block: ROWS rows; each lane: one
+16-byte vector of 32 weights per row per pass, all rows' loads issued before
+any math) and dequantizes with few instructions: a nibble at bits 4e..4e+3
+OR'd into the float 2^23 and minus 2^23 is nib * 2^4e exactly, so the x it
+multiplies is pre-scaled by 2^-4e once per pass (exact: powers of two).
+Sums are float32: `s * sum(x * q) + b * sum(x)` per group, as MLX's Metal
+qmv does; MLX's CUDA qmv accumulates in the activations' dtype, so results
+differ from `mx.quantized_matmul` by rounding only (`self_check`).
+
+Affine 4-bit weights (MLX's layout: uint32 words of 8 nibbles, low first),
+group size 32/64/128, bf16/fp16/fp32 activations, any number of rows N and
+K a multiple of 32. `qmv(x, w, scales, biases, group_size)` needs x of one
+row (x.size == K), activations and scales of one float dtype.
+
+Example:
+    >>> supported((64, 4, "affine"), 4096), supported((64, 8, "affine"), 4096)
+    (True, False)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+
+from .cuda_common import HEADER, rel_diff, self_checked
+
+__all__ = ["qmv", "supported", "self_check", "accuracy", "ROWS"]
+
+ROWS = 8            # output rows per block
+
+_SOURCE = """
+    constexpr int VECS = K / 32;               // 16-byte vectors (32 weights) per row
+    constexpr int PASSES = (VECS + 31) / 32;   // a warp covers 32 vectors per pass
+    constexpr int GPR = K / GS;
+    __shared__ float red[WARPS][ROWS];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int row0 = blockIdx.x * ROWS;
+    const bool w16 = (reinterpret_cast<size_t>(w) & 15) == 0;
+    const bool x16 = (reinterpret_cast<size_t>(x) & 15) == 0;
+    // x * 2^-4e for the nibble at bits 4e (e >= 5 read after a 12-bit shift)
+    const float pos_scale[8] = {1.f, 0.0625f, 0.00390625f, 0.000244140625f,
+                                1.52587890625e-05f, 0.00390625f, 0.000244140625f,
+                                1.52587890625e-05f};
+    float acc[ROWS];
+    #pragma unroll
+    for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+
+    for (int p = warp; p < PASSES; p += WARPS) {
+        const int v = p * 32 + lane;
+        if (v < VECS) {
+            uint4 q[ROWS];
+            float s[ROWS], b[ROWS];
+            const int g = (v * 32) / GS;
+            #pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                const int row = min(row0 + r, N - 1);
+                const size_t word = ((size_t)row * VECS + v) * 4;
+                if (w16) {
+                    q[r] = *reinterpret_cast<const uint4*>(w + word);
+                } else {
+                    q[r] = make_uint4(w[word], w[word + 1], w[word + 2], w[word + 3]);
+                }
+                s[r] = static_cast<float>(scales[(size_t)row * GPR + g]);
+                b[r] = static_cast<float>(biases[(size_t)row * GPR + g]);
+            }
+            float xs[32];
+            float xsum = 0.f;
+            if (x16) {
+                constexpr int PER = 16 / sizeof(T);
+                #pragma unroll
+                for (int j = 0; j < 32 / PER; ++j) {
+                    const uint4 raw = *reinterpret_cast<const uint4*>(x + v * 32 + j * PER);
+                    const T* e = reinterpret_cast<const T*>(&raw);
+                    #pragma unroll
+                    for (int i = 0; i < PER; ++i) xs[j * PER + i] = static_cast<float>(e[i]);
+                }
+            } else {
+                #pragma unroll
+                for (int j = 0; j < 32; ++j) xs[j] = static_cast<float>(x[v * 32 + j]);
+            }
+            #pragma unroll
+            for (int j = 0; j < 32; ++j) {
+                xsum += xs[j];
+                xs[j] *= pos_scale[j & 7];
+            }
+            #pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                const unsigned int words[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
+                float dot = 0.f;
+                #pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const unsigned int lo = words[k];
+                    const unsigned int hi = lo >> 12;
+                    #pragma unroll
+                    for (int e = 0; e < 8; ++e) {
+                        const unsigned int bits = e < 5 ? (lo & (0xFu << (4 * e)))
+                                                        : (hi & (0xFu << (4 * (e - 3))));
+                        const float f = __uint_as_float(0x4B000000u | bits) - 8388608.0f;
+                        dot = fmaf(xs[k * 8 + e], f, dot);
+                    }
+                }
+                acc[r] = fmaf(s[r], dot, fmaf(b[r], xsum, acc[r]));
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const float t = mlxprof_warp_sum(acc[r]);
+        if (lane == 0) red[warp][r] = t;
+    }
+    __syncthreads();
+    if (threadIdx.x < ROWS && row0 + threadIdx.x < N) {
+        float t = 0.f;
+        #pragma unroll
+        for (int k = 0; k < WARPS; ++k) t += red[k][threadIdx.x];
+        y[row0 + threadIdx.x] = static_cast<T>(t);
+    }
+"""
+
+
+@lru_cache(maxsize=1)
+def _kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_qmv4", input_names=["x", "w", "scales", "biases"],
+        output_names=["y"], source=_SOURCE, header=HEADER)
+
+
+def supported(qspec, k: int, has_biases: bool = True) -> bool:
+    """True when qmv() handles weights quantized as qspec (group_size, bits,
+    mode) with k inputs: 4-bit affine with biases, k a multiple of 32."""
+    gs, bits, mode = qspec
+    return (bits == 4 and mode == "affine" and has_biases and gs in (32, 64, 128)
+            and k % 32 == 0)
+
+
+def _warps(k: int) -> int:
+    return max(1, min(4, -(-k // 1024)))
+
+
+def qmv(x, w, scales, biases, group_size: int) -> mx.array:
+    """x @ dequantize(w, scales, biases).T for one row x (..., K); CUDA only.
+
+    w: uint32 (N, K / 8), scales/biases (N, K / group_size) of x's dtype.
+    Check supported() first.
+    """
+    n, k = w.shape[0], x.shape[-1]
+    warps = _warps(k)
+    (y,) = _kernel()(
+        inputs=[x, w, scales, biases],
+        template=[("T", x.dtype), ("K", k), ("N", n), ("GS", group_size),
+                  ("ROWS", ROWS), ("WARPS", warps)],
+        grid=(32 * warps * -(-n // ROWS), 1, 1), threadgroup=(32 * warps, 1, 1),
+        output_shapes=[(*x.shape[:-1], n)], output_dtypes=[x.dtype])
+    return y
+
+
+def self_check(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> float:
+    """Max relative difference of qmv vs mx.quantized_matmul on random data."""
+    return self_checked("qmv4", (n, k, group_size, str(dtype)),
+                        lambda: _check(n, k, group_size, dtype))
+
+
+def _check(n: int, k: int, group_size: int, dtype) -> float:
+    return accuracy(n, k, group_size, dtype)["vs_mlx"]
+
+
+def accuracy(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> dict:
+    """Relative distances on random data: qmv vs mx.quantized_matmul
+    ("vs_mlx"), and each vs the float32 product of the same quantized
+    weights ("qmv_vs_f32", "mlx_vs_f32")."""
+    ks = mx.random.split(mx.random.key(5), 2)
+    w = (0.05 * mx.random.normal((n, k), key=ks[0])).astype(dtype)
+    x = mx.random.normal((1, 1, k), key=ks[1]).astype(dtype)
+    q, s, b = mx.quantize(w, group_size=group_size, bits=4)
+    ref = mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group_size, bits=4)
+    f32 = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32),
+                        group_size=group_size, bits=4)
+    exact = x.astype(mx.float32) @ f32.T
+    got = qmv(x, q, s, b, group_size)
+    return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
+            "mlx_vs_f32": rel_diff(ref, exact)}
