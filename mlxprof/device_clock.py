@@ -41,8 +41,7 @@ _STAMP = """
 """
 
 _HOLD = """
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i == 0) {
+    if (threadIdx.x == 0) {
         unsigned long long start; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
         while (true) {
             """ + _NOW + """
@@ -50,7 +49,7 @@ _HOLD = """
         }
     }
     __syncthreads();
-    if (i < SIZE) y[i] = x[i];
+    for (size_t i = threadIdx.x; i < SIZE; i += blockDim.x) y[i] = x[i];
 """
 
 
@@ -68,12 +67,11 @@ def _kernel(kind: str):
 
 def _launch(kind, x, template=()):
     block = 256 if kind == "stamp" else 1024
-    if kind == "hold" and x.size > block:
-        raise ValueError(f"hold() copies with one block: x must have <= {block} elements")
+    blocks = max(1, -(-x.size // block)) if kind == "stamp" else 1
     shapes = [x.shape] + ([(1,)] if kind == "stamp" else [])
     dtypes = [x.dtype] + ([mx.uint64] if kind == "stamp" else [])
     return _kernel(kind)(inputs=[x], template=[("SIZE", x.size), *template],
-                         grid=(block * max(1, -(-x.size // block)), 1, 1),
+                         grid=(block * blocks, 1, 1),
                          threadgroup=(block, 1, 1), output_shapes=shapes,
                          output_dtypes=dtypes)
 
@@ -85,7 +83,7 @@ def stamp(x: mx.array):
 
 
 def hold(x: mx.array, ms: float) -> mx.array:
-    """A copy of x (<= 1024 elements) made after the GPU spun for `ms`. CUDA only."""
+    """A copy of x made (by one block) after the GPU spun for `ms`. CUDA only."""
     (y,) = _launch("hold", x, [("NS", int(ms * 1e6))])
     return y
 
@@ -109,8 +107,8 @@ class DeviceTime:
 def device_ms(fn, *inputs: mx.array, hold_ms: float = 50.0) -> DeviceTime:
     """GPU time of fn(*inputs) (returns an array or a list/tuple of them).
 
-    Inputs must be small (<= 1024 elements: token ids, a hidden vector);
-    fn may update state (a KV cache) as a model call does.
+    Inputs should be small (token ids, a hidden vector: one block copies
+    them after the hold); fn may update state (a KV cache) as a model call does.
     """
     if not available():
         raise RuntimeError("device_ms needs MLX's CUDA backend (mx.cuda.is_available() "
