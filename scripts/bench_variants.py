@@ -22,6 +22,8 @@ VARIANTS = {
     "shared_in_switch": {"shared_in_switch": True},
     # the add + RMSNorm and q/k norm + RoPE kernels left out
     "no_norm_kernels": {"add_norm": "ops", "qk_norm_rope": "ops"},
+    # MLX's quantized_matmul for the one-row projections instead of cuda_qmv
+    "no_qmv": {"qmv": "ops"},
 }
 
 
