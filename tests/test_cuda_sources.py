@@ -114,7 +114,7 @@ def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
     from mlxprof.optimize import cuda_rope
     src = kernel_source(
         "qk_rope", [("p", BF16), ("q_w", BF16), ("k_w", BF16), ("offset", "int32_t"),
-                    ("consts", F32)], [("out", BF16)],
+                    ("consts", F32)], [("q", BF16), ("k", BF16), ("v", BF16)],
         [("OutT", BF16), ("HQ", 16), ("HK", 2), ("D", 256), ("P", 9216), ("DIMS", 64),
          ("TRAD", trad)], cuda_rope._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)

@@ -121,10 +121,8 @@ class Attention(nn.Module):
         h, hk, d = self.n_heads, self.n_kv, self.head_dim
         if self.cuda_rope:
             p = self.qkv(x)
-            cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]
-            _, v, *gate = mx.split(p, cuts, axis=-1)
-            q, k = mx.split(qk_norm_rope(self, p, offset), [h], axis=1)
-            return q, k, v.reshape(B, hk, 1, d), gate[0] if gate else None
+            q, k, v = qk_norm_rope(self, p, offset)
+            return q, k, v, p[..., (h + 2 * hk) * d:] if self.gated else None
         if self.fused and (not self.qk_norm or self.merge_qk_norm):
             p = self.qkv(x)
             cuts = [(h + hk) * d, (h + 2 * hk) * d] if self.gated else [(h + hk) * d]

@@ -5,7 +5,9 @@ per-dimension weight) and then rotates it (RoPE): three kernels at decode
 (RMSNorm, the weight multiply of the merged q/k norm, RoPE). `qk_norm_rope`
 does them in one: one thread block per head, one thread per dimension. It
 reads the fused q/k/v projection's output directly ([q heads | k heads |
-...]) and writes the rotated q and k heads as (B, Hq + Hk, 1, D).
+v heads | ...]) and writes the rotated q and k heads and a copy of the v
+heads in the layout sdpa and the KV cache take (B, heads, 1, D): no split
+or reshape ops around it.
 
 Rounding follows MLX's ops: RMSNorm `w * T(x * rsqrt(mean(x^2) + eps))`,
 RoPE in float32 rounded once; the angle is computed as MLX's kernel does
@@ -37,15 +39,15 @@ _SOURCE = """
     const int head = blockIdx.x % NH;
     const int b = blockIdx.x / NH;
     const int t = threadIdx.x;
-    const float v = static_cast<float>(p[(size_t)b * P + head * D + t]);
-    float ss = mlxprof_warp_sum(__fmul_rn(v, v));
+    const float xv = static_cast<float>(p[(size_t)b * P + head * D + t]);
+    float ss = mlxprof_warp_sum(__fmul_rn(xv, xv));
     if ((t & 31) == 0) s_red[t >> 5] = ss;
     __syncthreads();
     float tot = 0.0f;
     for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
     const float nrm = rsqrtf(__fadd_rn(tot / D, consts[0]));
     const float w = static_cast<float>(head < HQ ? q_w[t] : k_w[t]);
-    const float y = mlxprof_rnd<OutT>(__fmul_rn(w, mlxprof_rnd<OutT>(__fmul_rn(v, nrm))));
+    const float y = mlxprof_rnd<OutT>(__fmul_rn(w, mlxprof_rnd<OutT>(__fmul_rn(xv, nrm))));
     s_x[t] = y;
     __syncthreads();
     float o = y;
@@ -61,7 +63,13 @@ _SOURCE = """
         o = first ? __fsub_rn(__fmul_rn(y, c), __fmul_rn(other, s))
                   : __fadd_rn(__fmul_rn(other, s), __fmul_rn(y, c));
     }
-    out[((size_t)b * NH + head) * D + t] = static_cast<OutT>(o);
+    if (head < HQ) {
+        q[((size_t)b * HQ + head) * D + t] = static_cast<OutT>(o);
+    } else {
+        const size_t kv = ((size_t)b * HK + head - HQ) * D + t;
+        k[kv] = static_cast<OutT>(o);
+        v[kv] = p[(size_t)b * P + (head + HK) * D + t];    // v head (head - HQ)
+    }
 """
 
 @lru_cache(maxsize=1)
@@ -69,7 +77,7 @@ def _kernel():
     return mx.fast.cuda_kernel(
         name="mlxprof_qk_norm_rope",
         input_names=["p", "q_w", "k_w", "offset", "consts"],
-        output_names=["out"], source=_SOURCE, header=HEADER)
+        output_names=["q", "k", "v"], source=_SOURCE, header=HEADER)
 
 
 def supported(attn) -> bool:
@@ -90,19 +98,20 @@ def prepare(attn) -> None:
 
 
 def qk_norm_rope(attn, p, offset):
-    """Normalized, rotated q and k heads (B, Hq + Hk, 1, D) from the fused
-    projection output p (B, 1, P) of `attn` at position `offset` (an int32
-    array). Call prepare(attn) first."""
+    """(q, k, v): normalized, rotated q (B, Hq, 1, D) and k (B, Hk, 1, D)
+    heads and the v heads (B, Hk, 1, D), from the fused projection output
+    p (B, 1, P) of `attn` at position `offset` (an int32 array). Call
+    prepare(attn) first."""
     B = p.shape[0]
     h, hk, d = attn.n_heads, attn.n_kv, attn.head_dim
     r = attn.rope
-    (out,) = _kernel()(
+    return _kernel()(
         inputs=[p, attn.q_norm_w, attn.k_norm_w, offset, attn._rope_consts],
         template=[("OutT", p.dtype), ("HQ", h), ("HK", hk), ("D", d),
                   ("P", p.shape[-1]), ("DIMS", r.dims), ("TRAD", bool(r.traditional))],
         grid=(d * B * (h + hk), 1, 1), threadgroup=(d, 1, 1),
-        output_shapes=[(B, h + hk, 1, d)], output_dtypes=[p.dtype])
-    return out
+        output_shapes=[(B, h, 1, d), (B, hk, 1, d), (B, hk, 1, d)],
+        output_dtypes=[p.dtype] * 3)
 
 
 def self_check(attn) -> float:
@@ -124,4 +133,4 @@ def _check(attn) -> float:
         got = attn.decode_qkv(x, off)
     finally:
         attn.cuda_rope = saved
-    return max(rel_diff(g, f) for g, f in zip(got[:2], ref[:2]))
+    return max(rel_diff(g, f) for g, f in zip(got[:3], ref[:3]))
