@@ -24,6 +24,8 @@ VARIANTS = {
     "no_norm_kernels": {"add_norm": "ops", "qk_norm_rope": "ops"},
     # MLX's quantized_matmul for the one-row projections instead of cuda_qmv
     "no_qmv": {"qmv": "ops"},
+    # cuda_qmv only for the dense MLPs' gate_up (with its SwiGLU in the kernel)
+    "qmv_swiglu": {"qmv": "swiglu"},
 }
 
 

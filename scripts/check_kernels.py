@@ -30,6 +30,13 @@ def self_checks(fast) -> dict:
     attn = next((l.mixer for l in fast.layers if hasattr(l.mixer, "cuda_rope")), None)
     if attn is not None and cuda_rope.supported(attn):
         out["qk_norm_rope"] = cuda_rope.self_check(attn)
+    from mlxprof.optimize import cuda_qmv
+    for l in fast.layers[:1]:
+        mlp = l.ffn if hasattr(l.ffn, "hidden") else getattr(l.ffn, "shared", None)
+        if mlp is not None and hasattr(mlp, "hidden") and getattr(mlp.gate_up, "qspec", None):
+            k = mlp.gate_up.scales.shape[-1] * mlp.gate_up.qspec[0]
+            out["qmv"] = cuda_qmv.self_check(2 * mlp.hidden, k)
+            out["qmv_swiglu"] = cuda_qmv.self_check_swiglu(mlp.hidden, k)
     out["errors"] = {str(k): v for k, v in cuda_common.ERRORS.items()}
     return out
 

@@ -136,7 +136,7 @@ def test_qmv_kernel_compiles(tmp_path, t, k, gs, warps):
     src = kernel_source(
         "qmv", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)], [("y", t)],
         [("T", t), ("K", k), ("N", 4096), ("GS", gs), ("ROWS", cuda_qmv.ROWS),
-         ("WARPS", warps)], cuda_qmv._SOURCE, cuda_common.HEADER)
+         ("WARPS", warps), ("SWIGLU", False)], cuda_qmv._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)
 
 
@@ -147,3 +147,15 @@ def test_device_clock_kernels_compile(tmp_path, kind):
         else (dc._HOLD, [("y", "int32_t")])
     consts = [("SIZE", 1)] + ([("NS", 50_000_000)] if kind == "hold" else [])
     compile_ok(tmp_path, kernel_source(kind, [("x", "int32_t")], outs, consts, src))
+
+
+@pytest.mark.parametrize("t,k,gs,warps", [(BF16, 4096, 64, 4), (BF16, 12288, 64, 4),
+                                         (F32, 2048, 32, 2)])
+def test_qmv_swiglu_kernel_compiles(tmp_path, t, k, gs, warps):
+    from mlxprof.optimize import cuda_qmv
+    src = kernel_source(
+        "qmv_swiglu", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)],
+        [("y", t)], [("T", t), ("K", k), ("N", 12288), ("GS", gs),
+                     ("ROWS", cuda_qmv.ROWS_SWIGLU), ("WARPS", warps), ("SWIGLU", True)],
+        cuda_qmv._SOURCE, cuda_common.HEADER)
+    compile_ok(tmp_path, src)

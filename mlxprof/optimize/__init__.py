@@ -88,8 +88,9 @@ class Options:
     attention layer as one CUDA kernel at one token (cuda_rope.py); "auto"
     as above. qmv="cuda" runs each one-row 4-bit projection (the decode
     matvecs, lm_head included) with our CUDA kernel (cuda_qmv.py: float32
-    sums, more loads in flight than MLX's); "auto" picks it on a CUDA GPU
-    for every weight shape whose self-check passes. shared_in_switch makes Qwen3.5's shared expert expert number E
+    sums, more loads in flight than MLX's; a dense MLP's gate_up with its
+    SwiGLU in the same kernel); "swiglu" only for the MLPs' gate_up; "auto"
+    picks "cuda" on a CUDA GPU for every weight shape whose self-check passes. shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     """
 
@@ -118,7 +119,7 @@ def _check(o: Options) -> None:
                "combine": ("auto", "exact", "matmul", "cuda"),
                "add_norm": ("auto", "ops", "cuda"),
                "qk_norm_rope": ("auto", "ops", "cuda"),
-               "qmv": ("auto", "ops", "cuda")}
+               "qmv": ("auto", "ops", "cuda", "swiglu")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:
             raise ValueError(f"{name} must be one of {ok}, got {getattr(o, name)!r}")

@@ -130,26 +130,36 @@ def _layer(layer, o):
     return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile, cuda_norm)
 
 
-def _qmv_kernel(projs, o) -> None:
+def _qmv_kernel(layers, lm_head, o) -> None:
     """Options.qmv resolved: mark the Projs whose one-row products run by
-    cuda_qmv ("auto": on a CUDA GPU, shapes whose self-check passes)."""
+    cuda_qmv ("auto": on a CUDA GPU, shapes whose self-check passes;
+    "swiglu": only the dense MLPs' gate_up, fused with their SwiGLU)."""
     if o.qmv == "ops":
         return
     from . import cuda_qmv
+    mods = [m for l in layers for _, m in l.named_modules()]
+    mlps = [m for m in mods if isinstance(m, MLP) and isinstance(m.gate_up, Proj)]
+    projs = [m.gate_up for m in mlps] if o.qmv == "swiglu" else \
+        [m for m in mods if isinstance(m, Proj)] + ([lm_head] if lm_head else [])
+    check = o.qmv != "cuda"
     for p in projs:
         k = p.scales.shape[-1] * p.qspec[0] if p.qspec else 0
         if not (p.qspec and "biases" in p and cuda_qmv.supported(p.qspec, k)):
             continue
         n, dt = p.weight.shape[0], p.scales.dtype
-        p.cuda_qmv = o.qmv == "cuda" or (
-            on_cuda() and cuda_qmv.self_check(n, k, p.qspec[0], dt) < 1e-2)
+        p.cuda_qmv = not check or (on_cuda() and cuda_qmv.self_check(n, k, p.qspec[0], dt) < 1e-2)
+    for m in mlps:      # the fused gate_up + SwiGLU path (MLP.__call__) has its own check
+        p = m.gate_up
+        if check and p.cuda_qmv:
+            k = p.scales.shape[-1] * p.qspec[0]
+            p.cuda_qmv = cuda_qmv.self_check_swiglu(m.hidden, k, p.qspec[0], p.scales.dtype) < 1e-2
 
 
 def _check_backend(o) -> None:
     asked = [f"{n}={getattr(o, n)!r}" for n, v in
              (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
               ("combine", ("cuda",)), ("add_norm", ("cuda",)),
-              ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda",))) if getattr(o, n) in v]
+              ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda", "swiglu"))) if getattr(o, n) in v]
     if asked and not on_cuda():
         raise ValueError(f"optimize_model: {', '.join(asked)} needs MLX's CUDA backend "
                          f"(default device: {mx.default_device()}); leave it 'auto'")
@@ -168,7 +178,6 @@ def build(model, arch: str, o) -> OptimizedModel:
                 float(inner.norm.eps)}:
             eps_array(eps)
     lm_head = fuse_linears([head]) if head is not None else None
-    _qmv_kernel([m for l in layers for _, m in l.named_modules() if isinstance(m, Proj)]
-                + ([lm_head] if lm_head is not None else []), o)
+    _qmv_kernel(layers, lm_head, o)
     return OptimizedModel(model, Embedding(inner.embed_tokens), layers,
                           inner.norm, lm_head, args, arch, o)

@@ -16,6 +16,11 @@ group size 32/64/128, bf16/fp16/fp32 activations, any number of rows N and
 K a multiple of 32. `qmv(x, w, scales, biases, group_size)` needs x of one
 row (x.size == K), activations and scales of one float dtype.
 
+`qmv_swiglu` (template SWIGLU) is the dense MLP's gate_up with its SwiGLU
+epilogue: w holds gate rows then up rows; each block loads ROWS_SWIGLU gate
+rows j and their up rows hidden + j and writes silu(g_j) * u_j, rounded as
+mx.quantized_matmul + mlx-lm's `nn.silu(g) * u` round (`self_check_swiglu`).
+
 Example:
     >>> supported((64, 4, "affine"), 4096), supported((64, 8, "affine"), 4096)
     (True, False)
@@ -25,18 +30,22 @@ from __future__ import annotations
 from functools import lru_cache
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from .cuda_common import HEADER, rel_diff, self_checked
 
-__all__ = ["qmv", "supported", "self_check", "accuracy", "ROWS"]
+__all__ = ["qmv", "qmv_swiglu", "supported", "self_check", "self_check_swiglu",
+           "accuracy", "swiglu_accuracy", "ROWS", "ROWS_SWIGLU"]
 
 ROWS = 8            # output rows per block
+ROWS_SWIGLU = 4     # outputs per block of qmv_swiglu (each: a gate and an up row)
 
 _SOURCE = """
     constexpr int VECS = K / 32;               // 16-byte vectors (32 weights) per row
     constexpr int PASSES = (VECS + 31) / 32;   // a warp covers 32 vectors per pass
     constexpr int GPR = K / GS;
-    __shared__ float red[WARPS][ROWS];
+    constexpr int LR = SWIGLU ? 2 * ROWS : ROWS;   // weight rows loaded per block
+    __shared__ float red[WARPS][LR];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int row0 = blockIdx.x * ROWS;
@@ -46,19 +55,21 @@ _SOURCE = """
     const float pos_scale[8] = {1.f, 0.0625f, 0.00390625f, 0.000244140625f,
                                 1.52587890625e-05f, 0.00390625f, 0.000244140625f,
                                 1.52587890625e-05f};
-    float acc[ROWS];
+    float acc[LR];
     #pragma unroll
-    for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+    for (int r = 0; r < LR; ++r) acc[r] = 0.f;
 
     for (int p = warp; p < PASSES; p += WARPS) {
         const int v = p * 32 + lane;
         if (v < VECS) {
-            uint4 q[ROWS];
-            float s[ROWS], b[ROWS];
+            uint4 q[LR];
+            float s[LR], b[LR];
             const int g = (v * 32) / GS;
             #pragma unroll
-            for (int r = 0; r < ROWS; ++r) {
-                const int row = min(row0 + r, N - 1);
+            for (int r = 0; r < LR; ++r) {
+                // SWIGLU: rows ROWS.. of the block are the up rows N + j
+                const int row = r < ROWS ? min(row0 + r, N - 1)
+                                         : N + min(row0 + r - ROWS, N - 1);
                 const size_t word = ((size_t)row * VECS + v) * 4;
                 if (w16) {
                     q[r] = *reinterpret_cast<const uint4*>(w + word);
@@ -89,7 +100,7 @@ _SOURCE = """
                 xs[j] *= pos_scale[j & 7];
             }
             #pragma unroll
-            for (int r = 0; r < ROWS; ++r) {
+            for (int r = 0; r < LR; ++r) {
                 const unsigned int words[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
                 float dot = 0.f;
                 #pragma unroll
@@ -109,7 +120,7 @@ _SOURCE = """
         }
     }
     #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
+    for (int r = 0; r < LR; ++r) {
         const float t = mlxprof_warp_sum(acc[r]);
         if (lane == 0) red[warp][r] = t;
     }
@@ -118,7 +129,16 @@ _SOURCE = """
         float t = 0.f;
         #pragma unroll
         for (int k = 0; k < WARPS; ++k) t += red[k][threadIdx.x];
-        y[row0 + threadIdx.x] = static_cast<T>(t);
+        if (SWIGLU) {   // T(silu(g) * u), each bf16 op rounded as MLX's are
+            float t_up = 0.f;
+            #pragma unroll
+            for (int k = 0; k < WARPS; ++k) t_up += red[k][ROWS + threadIdx.x];
+            const float gt = mlxprof_rnd<T>(t), u = mlxprof_rnd<T>(t_up);
+            const float a = mlxprof_rnd<T>(__fmul_rn(gt, mlxprof_sigmoid<T>(gt)));
+            y[row0 + threadIdx.x] = static_cast<T>(__fmul_rn(a, u));
+        } else {
+            y[row0 + threadIdx.x] = static_cast<T>(t);
+        }
     }
 """
 
@@ -142,31 +162,42 @@ def _warps(k: int) -> int:
     return max(1, min(4, -(-k // 1024)))
 
 
+def _launch(x, w, scales, biases, group_size: int, n: int, swiglu: bool):
+    rows, k = ROWS_SWIGLU if swiglu else ROWS, x.shape[-1]
+    warps = _warps(k)
+    (y,) = _kernel()(
+        inputs=[x, w, scales, biases],
+        template=[("T", x.dtype), ("K", k), ("N", n), ("GS", group_size),
+                  ("ROWS", rows), ("WARPS", warps), ("SWIGLU", swiglu)],
+        grid=(32 * warps * -(-n // rows), 1, 1), threadgroup=(32 * warps, 1, 1),
+        output_shapes=[(*x.shape[:-1], n)], output_dtypes=[x.dtype])
+    return y
+
+
 def qmv(x, w, scales, biases, group_size: int) -> mx.array:
     """x @ dequantize(w, scales, biases).T for one row x (..., K); CUDA only.
 
     w: uint32 (N, K / 8), scales/biases (N, K / group_size) of x's dtype.
     Check supported() first.
     """
-    n, k = w.shape[0], x.shape[-1]
-    warps = _warps(k)
-    (y,) = _kernel()(
-        inputs=[x, w, scales, biases],
-        template=[("T", x.dtype), ("K", k), ("N", n), ("GS", group_size),
-                  ("ROWS", ROWS), ("WARPS", warps)],
-        grid=(32 * warps * -(-n // ROWS), 1, 1), threadgroup=(32 * warps, 1, 1),
-        output_shapes=[(*x.shape[:-1], n)], output_dtypes=[x.dtype])
-    return y
+    return _launch(x, w, scales, biases, group_size, w.shape[0], False)
+
+
+def qmv_swiglu(x, w, scales, biases, group_size: int) -> mx.array:
+    """silu(g) * u with [g, u] = qmv(x, w, ...) split in halves: (..., N / 2).
+
+    w holds the gate rows then the up rows (2 * hidden of them); the
+    epilogue rounds g, u, silu(g) and the product to x's dtype as MLX's
+    ops do. CUDA only; check supported() first.
+    """
+    return _launch(x, w, scales, biases, group_size, w.shape[0] // 2, True)
 
 
 def self_check(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> float:
-    """Max relative difference of qmv vs mx.quantized_matmul on random data."""
+    """Max relative difference of qmv to the float32 product of the same
+    quantized weights, on random data (MLX's own qmv: ~0.004-0.006)."""
     return self_checked("qmv4", (n, k, group_size, str(dtype)),
-                        lambda: _check(n, k, group_size, dtype))
-
-
-def _check(n: int, k: int, group_size: int, dtype) -> float:
-    return accuracy(n, k, group_size, dtype)["vs_mlx"]
+                        lambda: accuracy(n, k, group_size, dtype)["qmv_vs_f32"])
 
 
 def accuracy(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> dict:
@@ -182,5 +213,33 @@ def accuracy(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> dict:
                         group_size=group_size, bits=4)
     exact = x.astype(mx.float32) @ f32.T
     got = qmv(x, q, s, b, group_size)
+    return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
+            "mlx_vs_f32": rel_diff(ref, exact)}
+
+
+def self_check_swiglu(n_hidden: int, k: int, group_size: int = 64,
+                      dtype=mx.bfloat16) -> float:
+    """Max relative difference of qmv_swiglu to silu(g) * u in float32."""
+    return self_checked("qmv4_swiglu", (n_hidden, k, group_size, str(dtype)),
+                        lambda: swiglu_accuracy(n_hidden, k, group_size, dtype)["qmv_vs_f32"])
+
+
+def swiglu_accuracy(n_hidden: int, k: int, group_size: int = 64,
+                    dtype=mx.bfloat16) -> dict:
+    """As accuracy() for qmv_swiglu on a (2 * n_hidden, k) weight: vs
+    mx.quantized_matmul then mlx-lm's nn.silu(g) * u ("vs_mlx"), and each
+    vs the same in float32 ("qmv_vs_f32", "mlx_vs_f32")."""
+    ks = mx.random.split(mx.random.key(6), 2)
+    w = (0.05 * mx.random.normal((2 * n_hidden, k), key=ks[0])).astype(dtype)
+    x = mx.random.normal((1, 1, k), key=ks[1]).astype(dtype)
+    q, s, b = mx.quantize(w, group_size=group_size, bits=4)
+    gu = mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group_size, bits=4)
+    g, u = mx.split(gu, [n_hidden], axis=-1)
+    ref = nn.silu(g) * u
+    f32 = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32),
+                        group_size=group_size, bits=4)
+    g32, u32 = mx.split(x.astype(mx.float32) @ f32.T, [n_hidden], axis=-1)
+    exact = nn.silu(g32) * u32
+    got = qmv_swiglu(x, q, s, b, group_size)
     return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
             "mlx_vs_f32": rel_diff(ref, exact)}

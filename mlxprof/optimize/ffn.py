@@ -1,6 +1,7 @@
 """Feed-forward blocks with fused projections: dense SwiGLU MLP and MoE.
 
-`MLP`:  gate_proj + up_proj -> one matmul, then swiglu, then down_proj.
+`MLP`:  gate_proj + up_proj -> one matmul, then swiglu, then down_proj (at
+        one row with a cuda_qmv gate_up: one kernel, cuda_qmv.qmv_swiglu).
 `MoE`:  router gate (+ Qwen3.5's shared_expert_gate, both 8-bit) -> one
         matmul; the experts' gate + up -> one gather_qmm; optionally the
         shared expert becomes expert number E of the switch weights (when it
@@ -22,9 +23,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .cuda_common import on_cuda
-from . import cuda_moe
+from . import cuda_moe, cuda_qmv
 from .cuda_norm import add_norm, eps_array
-from .fuse import fuse_linears, fuse_switch
+from .fuse import Proj, fuse_linears, fuse_switch
 
 __all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]
 
@@ -54,9 +55,18 @@ class MLP(nn.Module):
         return cls(gu, fuse_linears([mlp.down_proj]), hidden)
 
     def __call__(self, x):
-        gu = self.gate_up(x)
-        n = self.hidden
-        return self.down(swiglu(*mx.split(gu, [n], axis=-1)))
+        gu = self.gate_up
+        if self.fused_swiglu(x):
+            return self.down(cuda_qmv.qmv_swiglu(x, gu["weight"], gu["scales"],
+                                                 gu["biases"], gu.qspec[0]))
+        return self.down(swiglu(*mx.split(gu(x), [self.hidden], axis=-1)))
+
+    def fused_swiglu(self, x) -> bool:
+        """True when gate_up + swiglu run as one cuda_qmv.qmv_swiglu: one row
+        x, gate_up a Proj marked cuda_qmv (by build) without a bias."""
+        gu = self.gate_up
+        return (isinstance(gu, Proj) and gu.cuda_qmv and "bias" not in gu
+                and x.size == x.shape[-1] and x.dtype == gu["scales"].dtype)
 
     def add_to(self, h, x):
         """h + self(x) (the layer's residual add)."""
