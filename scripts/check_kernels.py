@@ -5,8 +5,9 @@
 Builds the model's weights (no prefill), then prints the self-check value
 (max relative difference to the MLX-ops reference) of the MoE routing and
 combine kernels (cuda_moe), the one-kernel GDN step (cuda_gdn_layer), the
-residual add + RMSNorm kernel (cuda_norm) and the q/k norm + RoPE kernel
-(cuda_rope), with the exception behind any failed check. Writes JSON to --out.
+residual add + RMSNorm kernel (cuda_norm), the q/k norm + RoPE kernel
+(cuda_rope) and the one-row matvec with and without SwiGLU (cuda_qmv), with
+the exception behind any failed check. Writes JSON to --out.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import json
 def self_checks(fast) -> dict:
     """Self-check value of each kernel family at `fast`'s shapes (an
     optimize_model result), and the exceptions of failed checks."""
-    from mlxprof.optimize import cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm, cuda_rope
+    from mlxprof.optimize import (cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm,
+                                  cuda_qmv, cuda_rope)
+    from mlxprof.optimize.ffn import MLP
     out = {}
     ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
     if ffn is not None:
@@ -30,13 +33,12 @@ def self_checks(fast) -> dict:
     attn = next((l.mixer for l in fast.layers if hasattr(l.mixer, "cuda_rope")), None)
     if attn is not None and cuda_rope.supported(attn):
         out["qk_norm_rope"] = cuda_rope.self_check(attn)
-    from mlxprof.optimize import cuda_qmv
-    for l in fast.layers[:1]:
-        mlp = l.ffn if hasattr(l.ffn, "hidden") else getattr(l.ffn, "shared", None)
-        if mlp is not None and hasattr(mlp, "hidden") and getattr(mlp.gate_up, "qspec", None):
-            k = mlp.gate_up.scales.shape[-1] * mlp.gate_up.qspec[0]
-            out["qmv"] = cuda_qmv.self_check(2 * mlp.hidden, k)
-            out["qmv_swiglu"] = cuda_qmv.self_check_swiglu(mlp.hidden, k)
+    ffn = fast.layers[0].ffn          # a dense MLP, or an MoE with a shared one
+    mlp = ffn if isinstance(ffn, MLP) else getattr(ffn, "shared", None)
+    if isinstance(mlp, MLP) and getattr(mlp.gate_up, "qspec", None):
+        k = mlp.gate_up.scales.shape[-1] * mlp.gate_up.qspec[0]
+        out["qmv"] = cuda_qmv.self_check(2 * mlp.hidden, k)
+        out["qmv_swiglu"] = cuda_qmv.self_check_swiglu(mlp.hidden, k)
     out["errors"] = {str(k): v for k, v in cuda_common.ERRORS.items()}
     return out
 

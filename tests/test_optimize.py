@@ -241,9 +241,27 @@ def test_moe_kernel_references_equal_mlx_lm(arch):
 def test_cuda_only_levers_refuse_cpu():
     orig, _ = model("qwen3_5_moe")
     for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"gated_delta": "fused"},
-                 {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}):
+                 {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}, {"qmv": "cuda"},
+                 {"qmv": "swiglu"}):
         with pytest.raises(ValueError, match="CUDA backend"):
             optimize_model(orig, **opts)
+
+
+@pytest.mark.parametrize("arch,dense", [("qwen3", True), ("qwen3_5_moe", False)])
+def test_qmv_auto_marks_dense_models_only(monkeypatch, arch, dense):
+    """qmv="auto" with a GPU (pretended; checks passing): every 4-bit
+    projection of a dense model runs by cuda_qmv, none of an MoE model."""
+    from mlxprof.optimize import build, cuda_qmv
+    from mlxprof.optimize.fuse import Proj
+    monkeypatch.setattr(build, "on_cuda", lambda: True)
+    for name in ("self_check", "self_check_swiglu"):
+        monkeypatch.setattr(cuda_qmv, name, lambda *a, **k: 0.0)
+    orig, _ = model(arch)
+    fast = optimize_model(orig, add_norm="ops", qk_norm_rope="ops", router="exact",
+                          combine="exact", gated_delta="ops")
+    projs = [m for l in fast.layers for _, m in l.named_modules() if isinstance(m, Proj)
+             and m.qspec and m.qspec[1] == 4]
+    assert projs and all(p.cuda_qmv == dense for p in projs)
 
 
 def test_gated_delta_contract():

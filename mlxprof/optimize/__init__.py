@@ -90,7 +90,11 @@ class Options:
     matvecs, lm_head included) with our CUDA kernel (cuda_qmv.py: float32
     sums, more loads in flight than MLX's; a dense MLP's gate_up with its
     SwiGLU in the same kernel); "swiglu" only for the MLPs' gate_up; "auto"
-    picks "cuda" on a CUDA GPU for every weight shape whose self-check passes. shared_in_switch makes Qwen3.5's shared expert expert number E
+    picks "cuda" on a CUDA GPU for every weight shape whose self-check
+    passes, on models without MoE blocks: the kernel halves the matvecs'
+    device time but each custom kernel costs the host more than MLX's own,
+    and MoE decode is host-bound (README, "The fast loop": on the H200 it
+    made Qwen3-8B faster and Qwen3.5-35B-A3B slower). shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     """
 

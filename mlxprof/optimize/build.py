@@ -132,12 +132,12 @@ def _layer(layer, o):
 
 def _qmv_kernel(layers, lm_head, o) -> None:
     """Options.qmv resolved: mark the Projs whose one-row products run by
-    cuda_qmv ("auto": on a CUDA GPU, shapes whose self-check passes;
-    "swiglu": only the dense MLPs' gate_up, fused with their SwiGLU)."""
-    if o.qmv == "ops":
-        return
-    from . import cuda_qmv
+    cuda_qmv ("auto": on a CUDA GPU, shapes whose self-check passes, dense
+    models only; "swiglu": only the dense MLPs' gate_up, with their SwiGLU)."""
     mods = [m for l in layers for _, m in l.named_modules()]
+    if o.qmv == "ops" or (o.qmv == "auto" and any(isinstance(m, MoE) for m in mods)):
+        return      # "auto" on MoE models: see Options
+    from . import cuda_qmv
     mlps = [m for m in mods if isinstance(m, MLP) and isinstance(m.gate_up, Proj)]
     projs = [m.gate_up for m in mlps] if o.qmv == "swiglu" else \
         [m for m in mods if isinstance(m, Proj)] + ([lm_head] if lm_head else [])
