@@ -200,21 +200,30 @@ def self_check(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> float
                         lambda: accuracy(n, k, group_size, dtype)["qmv_vs_f32"])
 
 
+def _random(rows: int, k: int, group_size: int, dtype, seed: int):
+    """x (1, 1, k), a random weight quantized (q, s, b), its float32 dequant."""
+    ks = mx.random.split(mx.random.key(seed), 2)
+    w = (0.05 * mx.random.normal((rows, k), key=ks[0])).astype(dtype)
+    x = mx.random.normal((1, 1, k), key=ks[1]).astype(dtype)
+    q, s, b = mx.quantize(w, group_size=group_size, bits=4)
+    f32 = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32),
+                        group_size=group_size, bits=4)
+    return x, (q, s, b), f32
+
+
+def _distances(got, ref, exact) -> dict:
+    return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
+            "mlx_vs_f32": rel_diff(ref, exact)}
+
+
 def accuracy(n: int, k: int, group_size: int = 64, dtype=mx.bfloat16) -> dict:
     """Relative distances on random data: qmv vs mx.quantized_matmul
     ("vs_mlx"), and each vs the float32 product of the same quantized
     weights ("qmv_vs_f32", "mlx_vs_f32")."""
-    ks = mx.random.split(mx.random.key(5), 2)
-    w = (0.05 * mx.random.normal((n, k), key=ks[0])).astype(dtype)
-    x = mx.random.normal((1, 1, k), key=ks[1]).astype(dtype)
-    q, s, b = mx.quantize(w, group_size=group_size, bits=4)
-    ref = mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group_size, bits=4)
-    f32 = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32),
-                        group_size=group_size, bits=4)
+    x, qsb, f32 = _random(n, k, group_size, dtype, 5)
+    ref = mx.quantized_matmul(x, *qsb, transpose=True, group_size=group_size, bits=4)
     exact = x.astype(mx.float32) @ f32.T
-    got = qmv(x, q, s, b, group_size)
-    return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
-            "mlx_vs_f32": rel_diff(ref, exact)}
+    return _distances(qmv(x, *qsb, group_size), ref, exact)
 
 
 def self_check_swiglu(n_hidden: int, k: int, group_size: int = 64,
@@ -229,17 +238,8 @@ def swiglu_accuracy(n_hidden: int, k: int, group_size: int = 64,
     """As accuracy() for qmv_swiglu on a (2 * n_hidden, k) weight: vs
     mx.quantized_matmul then mlx-lm's nn.silu(g) * u ("vs_mlx"), and each
     vs the same in float32 ("qmv_vs_f32", "mlx_vs_f32")."""
-    ks = mx.random.split(mx.random.key(6), 2)
-    w = (0.05 * mx.random.normal((2 * n_hidden, k), key=ks[0])).astype(dtype)
-    x = mx.random.normal((1, 1, k), key=ks[1]).astype(dtype)
-    q, s, b = mx.quantize(w, group_size=group_size, bits=4)
-    gu = mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group_size, bits=4)
+    x, qsb, f32 = _random(2 * n_hidden, k, group_size, dtype, 6)
+    gu = mx.quantized_matmul(x, *qsb, transpose=True, group_size=group_size, bits=4)
     g, u = mx.split(gu, [n_hidden], axis=-1)
-    ref = nn.silu(g) * u
-    f32 = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32),
-                        group_size=group_size, bits=4)
     g32, u32 = mx.split(x.astype(mx.float32) @ f32.T, [n_hidden], axis=-1)
-    exact = nn.silu(g32) * u32
-    got = qmv_swiglu(x, q, s, b, group_size)
-    return {"vs_mlx": rel_diff(got, ref), "qmv_vs_f32": rel_diff(got, exact),
-            "mlx_vs_f32": rel_diff(ref, exact)}
+    return _distances(qmv_swiglu(x, *qsb, group_size), nn.silu(g) * u, nn.silu(g32) * u32)

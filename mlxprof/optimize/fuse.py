@@ -149,7 +149,6 @@ class SwitchProj(nn.Module):
             if biases is not None:
                 self.biases = biases
         self.qspec = qspec
-        self.cuda_qmv = False       # one-row products by cuda_qmv (set by build)
         self.freeze()
 
     def __call__(self, x, indices, sorted_indices: bool = False, lhs_indices=None):
