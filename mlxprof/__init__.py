@@ -1,5 +1,9 @@
 """mlxprof: see where MLX decode time goes, token by token.
 
+`import mlxprof` is the profiler. Two wings sit above it and are imported by
+name: `mlxprof.decode` (decode loops, the `fast` rewrite and its CUDA kernels)
+and `mlxprof.lab` (models, `mlxprof bench`, stored results).
+
 Example:
     >>> import mlxprof
     >>> with mlxprof.Profiler() as prof:          # doctest: +SKIP
@@ -30,9 +34,9 @@ def __getattr__(name):  # lazy public API (PEP 562)
     if name == "MlxprofError":
         from mlxprof.events import MlxprofError
         return MlxprofError
-    if name in ("models", "generate", "bench", "provenance", "optimize"):
+    if name == "provenance":
         import importlib
-        return importlib.import_module(f"mlxprof.{name}")
+        return importlib.import_module("mlxprof.provenance")
     raise AttributeError(f"module 'mlxprof' has no attribute {name!r}")
 
 

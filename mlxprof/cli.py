@@ -40,7 +40,7 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _add_bench(sub) -> None:
-    from mlxprof.bench import DEFAULT
+    from mlxprof.lab.bench import DEFAULT
 
     p = sub.add_parser(
         "bench", help="time decode loops side by side (default: the README run)",
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench_config(args):
-    from mlxprof.bench import BenchConfig
+    from mlxprof.lab.bench import BenchConfig
 
     baseline = None if str(args.baseline).lower() == "none" else args.baseline
     return BenchConfig(
@@ -122,7 +122,7 @@ def _bench_config(args):
 
 
 def _cmd_bench(args) -> int:
-    from mlxprof import bench
+    from mlxprof.lab import bench
 
     cfg = _bench_config(args)
     csv_path = args.csv or str(Path(args.out).with_suffix(".csv"))
@@ -138,7 +138,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from mlxprof import models
+    from mlxprof.lab import models
 
     if args.models_cmd == "list":
         print("models: " + ", ".join(models.NAMES))
@@ -163,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         >>> main(["models", "list"])                    # doctest: +SKIP
         0
     """
-    from mlxprof.bench import BenchError
+    from mlxprof.lab.bench import BenchError
 
     try:
         args = build_parser().parse_args(argv)

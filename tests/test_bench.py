@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import mlxprof
-from mlxprof import bench, roofline
-from mlxprof.generate import Loop
+from mlxprof.lab import bench, roofline
+from mlxprof.decode import Loop
 
 
 class Clock:

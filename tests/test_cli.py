@@ -10,13 +10,13 @@ from mlxprof.cli import main
 
 def _models_ready() -> bool:
     try:
-        from mlxprof import models
+        from mlxprof.lab import models
     except ImportError:
         return False
     return all(hasattr(models, a) for a in ("load", "NAMES", "SCALES", "bytes_per_token"))
 
 
-needs_models = pytest.mark.skipif(not _models_ready(), reason="mlxprof.models not ready")
+needs_models = pytest.mark.skipif(not _models_ready(), reason="mlxprof.lab.models not ready")
 
 
 def _error(capsys, argv) -> str:
@@ -53,10 +53,10 @@ def test_unknown_model_and_scale(capsys):
 
 
 def test_unwritable_output_checked_before_running(capsys, tmp_path, monkeypatch):
-    import mlxprof.bench
+    import mlxprof.lab.bench
 
-    monkeypatch.setattr(mlxprof.bench, "run", lambda **kw: pytest.fail("ran"))
-    monkeypatch.setattr(mlxprof.bench, "_check_models", lambda cfg, custom: None)
+    monkeypatch.setattr(mlxprof.lab.bench, "run", lambda **kw: pytest.fail("ran"))
+    monkeypatch.setattr(mlxprof.lab.bench, "_check_models", lambda cfg, custom: None)
     (tmp_path / "file").write_text("x")
     line = _error(capsys, ["bench", "--out", str(tmp_path / "file" / "b.json")])
     assert "cannot write" in line
@@ -115,7 +115,7 @@ def test_models_list(capsys):
 
 
 def test_models_fetch_calls_models_fetch(capsys, monkeypatch):
-    from mlxprof import models
+    from mlxprof.lab import models
 
     monkeypatch.setattr(models, "fetch", lambda name: f"/cache/{name}", raising=False)
     assert main(["models", "fetch", "smollm2"]) == 0
@@ -130,7 +130,7 @@ def test_models_fetch_calls_models_fetch(capsys, monkeypatch):
 
 
 def test_python_dash_m_and_light_imports():
-    code = ("import sys, mlxprof.cli, mlxprof.bench, mlxprof.generate, mlxprof.roofline;"
+    code = ("import sys, mlxprof.cli, mlxprof.lab.bench, mlxprof.decode, mlxprof.lab.roofline;"
             "bad = {'plotly', 'pandas', 'ipywidgets'} & set(sys.modules);"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

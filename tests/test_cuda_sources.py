@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mlxprof.optimize import cuda_common, cuda_gdn, cuda_gdn_layer, cuda_moe
+from mlxprof.decode.kernels import cuda_common, cuda_gdn, cuda_gdn_layer, cuda_moe
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not installed")
@@ -90,7 +90,7 @@ def test_gated_delta_kernel_compiles(tmp_path):
 
 
 def test_add_norm_kernel_compiles(tmp_path):
-    from mlxprof.optimize import cuda_norm
+    from mlxprof.decode.kernels import cuda_norm
     src = kernel_source(
         "add_norm", [("x", BF16), ("r", BF16), ("w", BF16), ("eps", F32)],
         [("h", BF16), ("n", BF16)], [("OutT", BF16), ("D", 4096), ("BLOCK", 1024)],
@@ -111,7 +111,7 @@ def test_combine_norm_kernel_compiles(tmp_path, shared, in_y):
 
 @pytest.mark.parametrize("trad", [False, True])
 def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
-    from mlxprof.optimize import cuda_rope
+    from mlxprof.decode.kernels import cuda_rope
     src = kernel_source(
         "qk_rope", [("p", BF16), ("q_w", BF16), ("k_w", BF16), ("offset", "int32_t"),
                     ("consts", F32)], [("q", BF16), ("k", BF16), ("v", BF16)],
@@ -121,7 +121,7 @@ def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
 
 
 def test_add_norm_kernel_compiles_with_float32_weight(tmp_path):
-    from mlxprof.optimize import cuda_norm
+    from mlxprof.decode.kernels import cuda_norm
     src = kernel_source(
         "add_norm32", [("x", BF16), ("r", BF16), ("w", F32), ("eps", F32)],
         [("h", BF16), ("n", BF16)], [("OutT", BF16), ("D", 2048), ("BLOCK", 1024)],
@@ -132,7 +132,7 @@ def test_add_norm_kernel_compiles_with_float32_weight(tmp_path):
 @pytest.mark.parametrize("t,k,gs,warps", [(BF16, 4096, 64, 4), (BF16, 12288, 64, 4),
                                          (F32, 2048, 32, 2), ("__half", 512, 128, 1)])
 def test_qmv_kernel_compiles(tmp_path, t, k, gs, warps):
-    from mlxprof.optimize import cuda_qmv
+    from mlxprof.decode.kernels import cuda_qmv
     src = kernel_source(
         "qmv", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)], [("y", t)],
         [("T", t), ("K", k), ("N", 4096), ("GS", gs), ("ROWS", cuda_qmv.ROWS),
@@ -152,7 +152,7 @@ def test_device_clock_kernels_compile(tmp_path, kind):
 @pytest.mark.parametrize("t,k,gs,warps", [(BF16, 4096, 64, 4), (BF16, 12288, 64, 4),
                                          (F32, 2048, 32, 2)])
 def test_qmv_swiglu_kernel_compiles(tmp_path, t, k, gs, warps):
-    from mlxprof.optimize import cuda_qmv
+    from mlxprof.decode.kernels import cuda_qmv
     src = kernel_source(
         "qmv_swiglu", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)],
         [("y", t)], [("T", t), ("K", k), ("N", 12288), ("GS", gs),

@@ -6,7 +6,7 @@ import mlx.nn as nn
 import pytest
 from mlx_lm.models import llama, qwen3, qwen3_5, qwen3_5_moe
 
-from mlxprof import generate as g
+from mlxprof import decode as g
 
 SAME_MATH = ["sync", "async", "pipelined", "compiled"]
 VOCAB = 256
@@ -124,7 +124,7 @@ def test_registry_describes_every_loop():
 
 
 def test_fast_registered_only_with_optimize():
-    has = importlib.util.find_spec("mlxprof.optimize") is not None
+    has = importlib.util.find_spec("mlxprof.decode.optimize") is not None
     assert ("fast" in g.LOOPS) == has
     if has:
         assert g.LOOPS["fast"].prepare is not None
@@ -173,8 +173,8 @@ def test_compare_logits_bar():
         g.compare_logits(ref, ref[:3])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mlxprof.optimize") is None,
-                    reason="mlxprof.optimize not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("mlxprof.decode.optimize") is None,
+                    reason="mlxprof.decode.optimize not written yet")
 @pytest.mark.parametrize("kind", ["qwen3", "qwen3_5_moe"])
 def test_fast_within_bf16_tolerance(kind):
     model = tiny_model(kind, quantized=True)

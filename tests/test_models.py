@@ -1,4 +1,4 @@
-"""mlxprof.models: synthetic architectures, presets, quantization, accounting, errors."""
+"""mlxprof.lab.models: synthetic architectures, presets, quantization, accounting, errors."""
 from __future__ import annotations
 
 import collections
@@ -14,8 +14,8 @@ from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.models.switch_layers import QuantizedSwitchLinear
 
-import mlxprof.models as models
-from mlxprof.models import configs, synthetic
+import mlxprof.lab.models as models
+from mlxprof.lab.models import configs, synthetic
 
 SYNTH = ["qwen3-8b", "qwen3.5-35b-a3b", "qwen3-30b-a3b"]
 
@@ -326,10 +326,23 @@ def test_unknown_scale_is_one_clear_error():
         models.load("qwen3-8b", scale="huge")
 
 
-def test_missing_data_dir_is_clear(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLXPROF_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="MLXPROF_DATA"):
-        models.load("qwen3-8b", "tiny")
+def test_specs_ship_inside_the_package():
+    from importlib import resources
+    specs = resources.files("mlxprof.lab.models") / "specs"
+    assert sorted(p.name for p in specs.iterdir() if p.name.endswith(".json")) == [
+        f"{name}.json" for name in sorted(models.SYNTHETIC)]
+
+
+def test_unknown_spec_is_one_clear_error():
+    with pytest.raises(FileNotFoundError, match="no model spec for 'nope'; synthetic models"):
+        configs.spec("nope")
+
+
+def test_missing_results_dir_is_clear(monkeypatch, tmp_path):
+    from mlxprof.lab import results
+    monkeypatch.setenv("MLXPROF_RESULTS", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="MLXPROF_RESULTS"):
+        results.results_dir()
 
 
 def test_missing_smollm2_offline_says_how_to_get_it(monkeypatch, tmp_path):

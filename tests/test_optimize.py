@@ -1,4 +1,4 @@
-"""mlxprof.optimize: optimize_model() keeps mlx-lm's results, with fewer ops.
+"""mlxprof.decode.optimize: optimize_model() keeps mlx-lm's results, with fewer ops.
 
 CPU, tiny random models (4-bit g64, router gates 8-bit) of every supported
 architecture. On the CPU backend every default lever is exact: the logits are
@@ -13,11 +13,11 @@ import mlx.nn as nn
 import pytest
 from mlx.utils import tree_flatten
 
-from mlxprof import generate
+from mlxprof import decode as generate
 from mlxprof.graph import count_ops
-from mlxprof.optimize import (SUPPORTED, UnsupportedModelError, is_optimized,
+from mlxprof.decode.optimize import (SUPPORTED, UnsupportedModelError, is_optimized,
                               optimize_model, unoptimize)
-from mlxprof.optimize.testing import random_model
+from mlxprof.lab.testing import random_model
 
 ARCHS = ("llama", "qwen3", "qwen3_moe", "qwen3_5_moe", "qwen3_5", "qwen3_next")
 
@@ -205,7 +205,7 @@ def test_mlx_lm_recurrence_is_bit_exact():
 @pytest.mark.parametrize("opts", [{"router": "topk_softmax"}, {"combine": "matmul"}])
 def test_router_variants_close_per_block(opts):
     """Not exact (ties, rounding): one MoE block stays close to mlx-lm's."""
-    from mlxprof.optimize.ffn import MoE
+    from mlxprof.decode.optimize.ffn import MoE
     orig, _ = model("qwen3_5_moe")
     blk = orig.language_model.model.layers[0].mlp
     ours = MoE(blk, **opts)
@@ -220,8 +220,8 @@ def test_moe_kernel_references_equal_mlx_lm(arch):
     """route_reference + combine_reference (the contracts cuda_moe's kernels
     are checked against on the GPU) give mlx-lm's block output bit-exactly,
     residual add included."""
-    from mlxprof.optimize import cuda_moe
-    from mlxprof.optimize.ffn import MoE
+    from mlxprof.decode.kernels import cuda_moe
+    from mlxprof.decode.optimize.ffn import MoE
     orig, _ = model(arch)
     inner = getattr(orig, "language_model", orig).model
     blk = inner.layers[-1].mlp
@@ -251,8 +251,9 @@ def test_cuda_only_levers_refuse_cpu():
 def test_qmv_auto_marks_dense_models_only(monkeypatch, arch, dense):
     """qmv="auto" with a GPU (pretended; checks passing): every 4-bit
     projection of a dense model runs by cuda_qmv, none of an MoE model."""
-    from mlxprof.optimize import build, cuda_qmv
-    from mlxprof.optimize.fuse import Proj
+    from mlxprof.decode.kernels import cuda_qmv
+    from mlxprof.decode.optimize import build
+    from mlxprof.decode.optimize.fuse import Proj
     monkeypatch.setattr(build, "on_cuda", lambda: True)
     for name in ("self_check", "self_check_swiglu"):
         monkeypatch.setattr(cuda_qmv, name, lambda *a, **k: 0.0)
@@ -267,7 +268,7 @@ def test_qmv_auto_marks_dense_models_only(monkeypatch, arch, dense):
 def test_gated_delta_contract():
     """mx.fast.gated_delta_update vs mlx-lm's op path (see gdn.py's doc)."""
     from mlx_lm.models.gated_delta import gated_delta_ops
-    from mlxprof.optimize.gdn import _delta_step, _delta_step_algebraic
+    from mlxprof.decode.optimize.gdn import _delta_step, _delta_step_algebraic
     ks = mx.random.split(mx.random.key(7), 6)
     hk, hv, d = 2, 4, 64
     q = (mx.random.normal((1, 1, hk, d), key=ks[0]) * 0.1).astype(mx.bfloat16)
@@ -299,7 +300,7 @@ def test_gated_delta_contract():
 
 def _smollm2_path():
     try:
-        from mlxprof.models import smollm2
+        from mlxprof.lab.models import smollm2
         p = smollm2.cached_path()
         return p if p.exists() else None
     except Exception:
@@ -309,7 +310,7 @@ def _smollm2_path():
 @pytest.mark.smollm2
 @pytest.mark.skipif(_smollm2_path() is None, reason="SmolLM2 weights not fetched")
 def test_smollm2_greedy_text_identical():
-    from mlxprof.models import smollm2
+    from mlxprof.lab.models import smollm2
     m, tok, _ = smollm2.load(_smollm2_path())
     opt = optimize_model(m)
     # short raw-text prompts: on a 2-core CPU each token costs ~0.3 s

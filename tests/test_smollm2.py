@@ -5,8 +5,8 @@ import mlx.core as mx
 import pytest
 from mlx_lm.generate import generate_step
 
-import mlxprof.models as models
-from mlxprof.models import smollm2
+import mlxprof.lab.models as models
+from mlxprof.lab.models import smollm2
 
 pytestmark = [
     pytest.mark.smollm2,

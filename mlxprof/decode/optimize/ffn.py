@@ -22,9 +22,9 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .cuda_common import on_cuda
-from . import cuda_moe, cuda_qmv
-from .cuda_norm import add_norm, eps_array
+from mlxprof.decode.kernels.cuda_common import on_cuda
+from mlxprof.decode.kernels import cuda_moe, cuda_qmv
+from mlxprof.decode.kernels.cuda_norm import add_norm, eps_array
 from .fuse import Proj, fuse_linears, fuse_switch
 
 __all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]

@@ -9,10 +9,10 @@ drift hits all loops alike. Each run decodes `tokens` greedy tokens after a
 - decode tok/s = (tokens - 1) / time from the first to the last token (2..N);
 - ratio vs the baseline loop = median over rounds of (loop tok/s / baseline
   tok/s in the same round): paired, so drift between rounds cancels;
-- roofline = bandwidth / weight bytes read per token (mlxprof.roofline).
+- roofline = bandwidth / weight bytes read per token (mlxprof.lab.roofline).
 
 Example:
-    >>> from mlxprof import bench                                     # doctest: +SKIP
+    >>> from mlxprof.lab import bench                                     # doctest: +SKIP
     >>> res = bench.run(models=["qwen3-8b"], scale="tiny", tokens=16)   # doctest: +SKIP
     >>> print(res.table()); res.to_json("out/bench.json")             # doctest: +SKIP
 """
@@ -31,13 +31,15 @@ from typing import Callable, Optional, Sequence, Union
 
 import mlx.core as mx
 
-from mlxprof import generate, roofline
-from mlxprof.generate import Loop
+from mlxprof import decode
+from mlxprof.lab import models, roofline
+from mlxprof.lab.models.external import looks_loadable
+from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
            "check_config", "check_writable", "load_result"]
 
-SCHEMA = "mlxprof.bench/1"
+SCHEMA = "mlxprof.lab.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"
 PROFILE_COLUMNS = {          # per-token column of Profiler.per_token() -> row key
     "n_eval": "evals_per_tok", "n_async_eval": "async_evals_per_tok",
@@ -74,7 +76,7 @@ class BenchConfig:
     bandwidth_gbs: Optional[float] = None
     profile: bool = False
     save_recordings: Optional[str] = None
-    prefill_step_size: int = generate.PREFILL_STEP_SIZE
+    prefill_step_size: int = decode.PREFILL_STEP_SIZE
 
 
 DEFAULT_MODELS = ("qwen3-8b", "qwen3.5-35b-a3b")
@@ -147,26 +149,21 @@ def _resolve_loops(cfg: BenchConfig) -> list[Loop]:
     loops = []
     for lp in cfg.loops:
         try:
-            loops.append(generate.get_loop(lp))
+            loops.append(decode.get_loop(lp))
         except ValueError as err:
             raise BenchError(str(err)) from None
     if cfg.baseline is not None and cfg.baseline not in names:
-        if cfg.baseline not in generate.LOOPS:
+        if cfg.baseline not in decode.LOOPS:
             raise BenchError(f"unknown baseline loop {cfg.baseline!r}; known "
-                             f"loops: {', '.join(generate.LOOPS)}")
-        loops.insert(0, generate.LOOPS[cfg.baseline])
+                             f"loops: {', '.join(decode.LOOPS)}")
+        loops.insert(0, decode.LOOPS[cfg.baseline])
     return loops
 
 
 def _known_model(name: str, names: Sequence[str]) -> bool:
     if name in names:
         return True
-    try:  # a local folder or a repo id: mlx_lm.load judges it when loading
-        from mlxprof.models.external import looks_loadable
-    except ImportError:
-        return Path(name).expanduser().is_dir() or bool(
-            re.fullmatch(r"[\w.\-]+/[\w.\-]+", name))
-    return looks_loadable(name)
+    return looks_loadable(name)  # a folder or repo id: mlx_lm.load judges it later
 
 
 def _check_models(cfg: BenchConfig, custom_loader: bool) -> None:
@@ -174,11 +171,7 @@ def _check_models(cfg: BenchConfig, custom_loader: bool) -> None:
         raise BenchError("no models given")
     if custom_loader:
         return
-    try:
-        from mlxprof import models
-        names, scales = models.NAMES, models.SCALES
-    except (ImportError, AttributeError) as err:
-        raise BenchError(f"mlxprof.models is not available: {err}") from None
+    names, scales = models.NAMES, models.SCALES
     for name in cfg.models:
         if not _known_model(name, names):
             raise BenchError(f"unknown model {name!r}; known models: "
@@ -289,7 +282,7 @@ def time_run(fn: Callable, model, prompt: mx.array, tokens: int,
     """Run `fn(model, prompt, tokens)` to the end and time it.
 
     Example:
-        >>> t = time_run(generate.LOOPS["sync"].fn, model, prompt, 16)  # doctest: +SKIP
+        >>> t = time_run(decode.LOOPS["sync"].fn, model, prompt, 16)  # doctest: +SKIP
         >>> t.decode_tok_per_s                                          # doctest: +SKIP
     """
     t0 = timer()
@@ -300,7 +293,7 @@ def time_run(fn: Callable, model, prompt: mx.array, tokens: int,
         if n == 1:
             t_first = timer()
     t_end = timer()
-    generate.synchronize()  # drain leftover async work outside the timed window
+    decode.synchronize()  # drain leftover async work outside the timed window
     if t_first is None:
         raise RuntimeError("the loop yielded no token")
     ttft_s, decode_s = t_first - t0, t_end - t_first
@@ -317,20 +310,13 @@ def time_run(fn: Callable, model, prompt: mx.array, tokens: int,
 
 
 def _default_loader(name: str, scale: str, seed: int, dtype: Optional[str] = None):
-    from mlxprof import models
-
     kw = {"dtype": getattr(mx, dtype)} if dtype else {}
     return models.load(name, scale=scale, seed=seed, **kw)
 
 
 def _bytes_per_token(lm) -> Optional[int]:
     try:
-        from mlxprof import models
-        fn = models.bytes_per_token
-    except (ImportError, AttributeError):
-        return None
-    try:
-        return int(fn(lm))
+        return int(models.bytes_per_token(lm))
     except (AttributeError, TypeError, ValueError, KeyError):
         return None  # a stand-in model the counter does not understand
 
@@ -372,7 +358,7 @@ def _profile_pass(loop: Loop, model, prompt, cfg: BenchConfig,
                      prefill_step_size=cfg.prefill_step_size)
         for _ in prof.track(it):
             pass
-    generate.synchronize()
+    decode.synchronize()
     out = _profile_medians(prof.per_token())
     if cfg.save_recordings:
         path = Path(cfg.save_recordings) / _recording_name(model_name, scale, loop)
@@ -463,7 +449,7 @@ def run(models: Optional[Sequence[str]] = None, loops: Optional[Sequence] = None
 
     `options` are BenchConfig fields (scale, tokens, prompt_tokens, reps,
     warmup, baseline, seed, bandwidth_gbs, profile, save_recordings).
-    `loader(name, scale, seed) -> lm` replaces mlxprof.models.load (stand-ins
+    `loader(name, scale, seed) -> lm` replaces mlxprof.lab.models.load (stand-ins
     in tests); `timer` replaces time.perf_counter.
 
     Example:

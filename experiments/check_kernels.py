@@ -18,9 +18,9 @@ import json
 def self_checks(fast) -> dict:
     """Self-check value of each kernel family at `fast`'s shapes (an
     optimize_model result), and the exceptions of failed checks."""
-    from mlxprof.optimize import (cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm,
+    from mlxprof.decode.kernels import (cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm,
                                   cuda_qmv, cuda_rope)
-    from mlxprof.optimize.ffn import MLP
+    from mlxprof.decode.optimize.ffn import MLP
     out = {}
     ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
     if ffn is not None:
@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--out", default="out/check_kernels.json")
     args = ap.parse_args()
 
-    import mlxprof.models as M
-    from mlxprof.optimize import optimize_model
+    import mlxprof.lab.models as M
+    from mlxprof.decode.optimize import optimize_model
     from mlxprof.provenance import collect
 
     lm = M.load(args.model, scale=args.scale, seed=0)

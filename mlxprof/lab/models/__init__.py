@@ -14,7 +14,7 @@ anything else      a local folder or repo id that ``mlx_lm.load`` opens
 =================  ==========================================================
 
 Synthetic models come in three scales (``SCALES``; presets in
-``data/models/*.json``, see :mod:`mlxprof.models.configs`): ``full`` (the
+``specs/*.json`` inside the package, see :mod:`mlxprof.lab.models.configs`): ``full`` (the
 public shapes), ``small`` (same layers, layer pattern, experts, top-k, shared
 expert, head dims and quantization, so the same ops per decode step, at tiny
 widths for CPUs) and ``tiny`` (tests). They are quantized like the MLX 4-bit
@@ -22,7 +22,7 @@ releases (affine 4-bit, group 64, router gates 8-bit) and deterministic for a
 seed.
 
 Example:
-    >>> import mlxprof.models as models
+    >>> import mlxprof.lab.models as models
     >>> lm = models.load("qwen3.5-35b-a3b", scale="tiny", seed=0)
     >>> lm.prompt(16).shape
     (16,)
@@ -33,17 +33,17 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from mlxprof.models.accounting import bytes_per_token, weight_bytes
-from mlxprof.models.configs import SCALES, SYNTHETIC, check_scale, data_dir, model_config, spec
-from mlxprof.models.lm import LM
-from mlxprof.models.smollm2 import WeightsNotFound, cached_path, fetch
+from mlxprof.lab.models.accounting import bytes_per_token, weight_bytes
+from mlxprof.lab.models.configs import SCALES, SYNTHETIC, check_scale, model_config, spec
+from mlxprof.lab.models.lm import LM
+from mlxprof.lab.models.smollm2 import WeightsNotFound, cached_path, fetch
 
 REAL = ("smollm2-135m",)
 NAMES = SYNTHETIC + REAL
 ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
-           "cached_path", "LM", "WeightsNotFound", "model_config", "data_dir"]
+           "cached_path", "LM", "WeightsNotFound", "model_config"]
 
 
 def _unknown(name: str) -> str:
@@ -81,7 +81,7 @@ def load(name: str, scale: str = "small", seed: int = 0, *,
 
 
 def _load_synthetic(name, scale, seed, shapes_only, dtype) -> LM:
-    from mlxprof.models.synthetic import build
+    from mlxprof.lab.models.synthetic import build
 
     s = spec(name)
     model, cfg = build(model_config(name, scale), seed, s["quantization"],
@@ -90,14 +90,14 @@ def _load_synthetic(name, scale, seed, shapes_only, dtype) -> LM:
 
 
 def _load_smollm2(name, dtype) -> LM:
-    from mlxprof.models import smollm2
+    from mlxprof.lab.models import smollm2
 
     model, tok, cfg = smollm2.load(smollm2.ensure(), dtype=dtype)
     return LM(model, tok, name, "full", cfg)
 
 
 def _load_external(name) -> LM:
-    from mlxprof.models.external import load_external, looks_loadable
+    from mlxprof.lab.models.external import load_external, looks_loadable
 
     if not looks_loadable(name):
         raise ValueError(_unknown(name))

@@ -1,6 +1,6 @@
 """Random-weight mlx-lm models for the optimize tests and experiments.
 
-`random_model(arch, scale, seed)` prefers `mlxprof.models.load(...)` (the
+`random_model(arch, scale, seed)` prefers `mlxprof.lab.models.load(...)` (the
 project's synthetic models) for the names it knows and builds the rest here
 from mlx-lm's ModelArgs: bf16 random weights quantized like the MLX 4-bit
 releases (affine 4-bit, group 64; mlx-lm's quant_predicate puts Qwen3.5's
@@ -20,7 +20,7 @@ import mlx.core as mx
 
 __all__ = ["CONFIGS", "random_model", "NAMES"]
 
-# mlxprof.models names for the synthetic architectures
+# mlxprof.lab.models names for the synthetic architectures
 NAMES = {"qwen3": "qwen3-8b", "qwen3_moe": "qwen3-30b-a3b",
          "qwen3_5_moe": "qwen3.5-35b-a3b"}
 
@@ -74,10 +74,10 @@ CONFIGS = {
 
 
 def _init(model, seed: int):
-    """Seeded random bf16 weights (via mlxprof.models.synthetic if present)."""
+    """Seeded random bf16 weights (via mlxprof.lab.models.synthetic if present)."""
     from mlx.utils import tree_flatten, tree_unflatten
     try:
-        from mlxprof.models.synthetic import init_weights
+        from mlxprof.lab.models.synthetic import init_weights
         n = len(getattr(model, "layers"))
         init_weights(model, seed, n)
         return
@@ -112,15 +112,15 @@ def build_random(config: dict, seed: int = 0, group_size: int = 64, bits: int = 
 def random_model(arch: str, scale: str = "tiny", seed: int = 0):
     """A random-weight model of mlx-lm architecture `arch` at `scale`.
 
-    tiny: built here (CONFIGS). small/full: mlxprof.models.load(NAMES[arch]).
+    tiny: built here (CONFIGS). small/full: mlxprof.lab.models.load(NAMES[arch]).
     """
     if scale == "tiny" or arch not in NAMES:
         if scale not in CONFIGS or arch not in CONFIGS[scale]:
             raise ValueError(f"no {scale!r} config for {arch!r}")
         return build_random(CONFIGS[scale][arch], seed)
-    import mlxprof.models as models
+    import mlxprof.lab.models as models
     if hasattr(models, "load"):
         return models.load(NAMES[arch], scale=scale, seed=seed).model
-    from mlxprof.models.configs import model_config
-    from mlxprof.models.synthetic import build
+    from mlxprof.lab.models.configs import model_config
+    from mlxprof.lab.models.synthetic import build
     return build(model_config(NAMES[arch], scale), seed=seed)[0]

@@ -30,7 +30,7 @@ fusion is needed; fused weights are new arrays built once);
 `strict=False` the input comes back unchanged, with a warning.
 
 Example:
-    >>> import mlxprof.optimize as mo
+    >>> import mlxprof.decode.optimize as mo
     >>> sorted(mo.SUPPORTED)[:3]
     ['llama', 'qwen3', 'qwen3_5']
     >>> # fast = mo.optimize_model(model); mo.unoptimize(fast) is model -> True

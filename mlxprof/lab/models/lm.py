@@ -1,7 +1,7 @@
 """``LM``: a loaded model with its tokenizer, name, scale, config and prompts.
 
 Example:
-    >>> import mlxprof.models as models
+    >>> import mlxprof.lab.models as models
     >>> lm = models.load("qwen3-8b", scale="tiny", seed=0)
     >>> lm.prompt(8).shape
     (8,)
@@ -15,7 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlxprof.models.configs import text_config
+from mlxprof.lab.models.configs import text_config
 
 # Filler for real-text prompts of a given length (public-domain style prose).
 FILLER = (

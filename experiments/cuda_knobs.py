@@ -43,8 +43,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import mlx.core as mx
-    from mlxprof.models.configs import model_config
-    from mlxprof.models.synthetic import build
+    from mlxprof.lab.models.configs import model_config
+    from mlxprof.lab.models.synthetic import build
     from mlxprof.provenance import collect
 
     t0 = time.perf_counter()

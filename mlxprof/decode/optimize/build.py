@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from . import UnsupportedModelError
 from .attention import Attention
-from .cuda_common import on_cuda
+from mlxprof.decode.kernels.cuda_common import on_cuda
 from .ffn import MLP, MoE
 from .fuse import Proj, fuse_linears
 from .gdn import GatedDeltaNet
@@ -42,7 +42,7 @@ def _moe_kernels(blk, o) -> tuple[str, str]:
     auto = [name for name in ("router", "combine") if getattr(o, name) == "auto"]
     use = False
     if auto:
-        from . import cuda_moe
+        from mlxprof.decode.kernels import cuda_moe
         dim = blk.switch_mlp.down_proj.weight.shape[1]
         use = on_cuda() and cuda_moe.self_check(blk.num_experts, blk.top_k, dim) < 1e-2
     pick = lambda name: ("cuda" if use else "exact") if name in auto \
@@ -70,7 +70,7 @@ def _recurrence(la, o) -> str:
     if fast_gated_delta_is_fused(*heads):
         return "fast"
     if on_cuda() and la.head_k_dim % 32 == 0:
-        from .cuda_gdn import self_check
+        from mlxprof.decode.kernels.cuda_gdn import self_check
         if self_check(*heads) < 1e-3:
             return "cuda"
     return "ops"
@@ -79,7 +79,7 @@ def _recurrence(la, o) -> str:
 def _gdn_kernel(mixer, o) -> None:
     """The one-kernel GDN step (cuda_gdn_layer.py): asked for, or
     gated_delta="auto" on a CUDA GPU when its self-check passes."""
-    from . import cuda_gdn_layer as cg
+    from mlxprof.decode.kernels import cuda_gdn_layer as cg
     if o.gated_delta == "auto" and on_cuda() and cg.supported(mixer) \
             and cg.self_check(mixer) < 2e-2:
         mixer.recurrence = "fused"
@@ -91,7 +91,7 @@ def _rope_kernel(attn, o) -> None:
     """Options.qk_norm_rope resolved for this attention mixer (cuda_rope.py)."""
     if o.qk_norm_rope == "ops":
         return
-    from . import cuda_rope
+    from mlxprof.decode.kernels import cuda_rope
     if not cuda_rope.supported(attn):
         if o.qk_norm_rope == "cuda":
             raise ValueError("optimize_model: qk_norm_rope='cuda' needs fused q/k/v, "
@@ -109,7 +109,7 @@ def _cuda_norm(layer, o) -> bool:
         return o.add_norm == "cuda"
     if not on_cuda():
         return False
-    from .cuda_norm import self_check
+    from mlxprof.decode.kernels.cuda_norm import self_check
     norm = layer.post_attention_layernorm
     return self_check(norm.weight.shape[0], float(norm.eps)) < 1e-2
 
@@ -137,7 +137,7 @@ def _qmv_kernel(layers, lm_head, o) -> None:
     mods = [m for l in layers for _, m in l.named_modules()]
     if o.qmv == "ops" or (o.qmv == "auto" and any(isinstance(m, MoE) for m in mods)):
         return      # "auto" on MoE models: see Options
-    from . import cuda_qmv
+    from mlxprof.decode.kernels import cuda_qmv
     mlps = [m for m in mods if isinstance(m, MLP) and isinstance(m.gate_up, Proj)]
     projs = [m.gate_up for m in mlps] if o.qmv == "swiglu" else \
         [m for m in mods if isinstance(m, Proj)] + ([lm_head] if lm_head else [])
@@ -173,7 +173,7 @@ def build(model, arch: str, o) -> OptimizedModel:
     layers = [_layer(l, o) for l in inner.layers]
     mx.eval([l.parameters() for l in layers])
     if any(l.cuda_norm for l in layers):      # kernel constants, before any tracing
-        from .cuda_norm import eps_array
+        from mlxprof.decode.kernels.cuda_norm import eps_array
         for eps in {float(e) for l in layers for e in (l.in_eps, l.post_eps)} | {
                 float(inner.norm.eps)}:
             eps_array(eps)

@@ -1,4 +1,4 @@
-"""Model specs kept in ``data/models/<name>.json``: public config + presets.
+"""Model specs shipped in ``mlxprof/lab/models/specs/<name>.json``: config + presets.
 
 Each JSON holds ``config`` (the public config.json values, in the shape
 mlx-lm's ``ModelArgs.from_dict`` takes), ``quantization`` (the MLX 4-bit
@@ -17,7 +17,7 @@ tiny       one period of the layer pattern, a few experts (top-k < experts),
 =========  ==============================================================
 
 Example:
-    >>> from mlxprof.models.configs import model_config
+    >>> from mlxprof.lab.models.configs import model_config
     >>> model_config("qwen3-8b", "small")["num_hidden_layers"]
     36
 """
@@ -25,39 +25,23 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
+from importlib import resources
 
 SCALES = ("tiny", "small", "full")
 SYNTHETIC = ("qwen3-8b", "qwen3.5-35b-a3b", "qwen3-30b-a3b")
 
 
-def data_dir() -> Path:
-    """The ``data/`` folder: ``$MLXPROF_DATA`` or the repo's, next to the package.
+def spec(name: str) -> dict:
+    """The whole JSON spec of a synthetic model ``name`` (shipped in the package).
 
     Example:
-        >>> (data_dir() / "models").is_dir()
-        True
+        >>> spec("qwen3-8b")["config"]["model_type"]
+        'qwen3'
     """
-    env = os.environ.get("MLXPROF_DATA")
-    if env:
-        path = Path(env)
-    else:
-        import mlxprof
-        path = Path(mlxprof.__file__).resolve().parents[1] / "data"
-    if not (path / "models").is_dir():
-        raise FileNotFoundError(
-            f"mlxprof data directory not found: {path / 'models'} is missing. "
-            "Install mlxprof from its repository (`pip install -e .`) or set "
-            "MLXPROF_DATA to the repository's data/ folder.")
-    return path
-
-
-def spec(name: str) -> dict:
-    """The whole JSON spec of a synthetic model ``name``."""
-    path = data_dir() / "models" / f"{name}.json"
+    path = resources.files("mlxprof.lab.models") / "specs" / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no model spec {path}")
+        raise FileNotFoundError(
+            f"no model spec for {name!r}; synthetic models: {', '.join(SYNTHETIC)}")
     return json.loads(path.read_text())
 
 

@@ -16,7 +16,7 @@ import statistics
 
 def profile(model, prompt, tokens, loop, **opts):
     import mlxprof
-    import mlxprof.generate as G
+    import mlxprof.decode as G
     with mlxprof.Profiler(**opts) as prof:
         for _ in prof.track(G.stream(model, prompt, tokens, loop=loop)):
             pass
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/profile_split.json")
     args = ap.parse_args()
 
-    import mlxprof.models as M
+    import mlxprof.lab.models as M
     from mlxprof.provenance import collect, describe
 
     lm = M.load(args.model, scale=args.scale, seed=0)

@@ -5,7 +5,7 @@ cache types (`make_cache()` gives the same KVCache / ArraysCache list mlx-lm
 would), so `mlx_lm.generate.generate_step` and mlxprof's loops run it as is.
 
 Example:
-    >>> # opt = mlxprof.optimize.optimize_model(model); opt(tokens[None], cache=c)
+    >>> # opt = mlxprof.decode.optimize.optimize_model(model); opt(tokens[None], cache=c)
 """
 from __future__ import annotations
 

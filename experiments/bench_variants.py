@@ -30,8 +30,8 @@ VARIANTS = {
 
 
 def main() -> int:
-    from mlxprof import cli, generate
-    from mlxprof.optimize import optimize_model
+    from mlxprof import cli, decode as generate
+    from mlxprof.decode.optimize import optimize_model
 
     argv = sys.argv[1:]
     pick = list(VARIANTS)

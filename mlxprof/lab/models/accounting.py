@@ -8,7 +8,7 @@ tied embeddings the whole embedding is read as the output projection, plus
 the looked-up row.
 
 Example:
-    >>> import mlxprof.models as models
+    >>> import mlxprof.lab.models as models
     >>> lm = models.load("qwen3-8b", scale="tiny")
     >>> models.bytes_per_token(lm) < models.weight_bytes(lm)
     True
@@ -18,7 +18,7 @@ from __future__ import annotations
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from mlxprof.models.configs import text_config
+from mlxprof.lab.models.configs import text_config
 
 
 def _model(lm) -> nn.Module:
@@ -49,7 +49,7 @@ def bytes_per_token(lm) -> int:
     """Weight bytes read per decoded token (see the module docstring).
 
     Example:
-        >>> import mlxprof.models as models
+        >>> import mlxprof.lab.models as models
         >>> bytes_per_token(models.load("qwen3.5-35b-a3b", "tiny"))
         185992
     """

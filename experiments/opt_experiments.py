@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure mlxprof.optimize's levers: mlx-lm baseline vs optimized models.
+"""Measure mlxprof.decode.optimize's levers: mlx-lm baseline vs optimized models.
 
 For each model (random weights, 4-bit g64, router gates 8-bit):
   * correctness: teacher-forced logits of each variant vs mlx-lm (the bf16
@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mlxprof import generate  # noqa: E402
+from mlxprof import decode as generate  # noqa: E402
 from mlxprof.graph import count_ops  # noqa: E402
-from mlxprof.optimize import optimize_model  # noqa: E402
+from mlxprof.decode.optimize import optimize_model  # noqa: E402
 
 ARCH = {"qwen3.5-35b-a3b": "qwen3_5_moe", "qwen3-8b": "qwen3",
         "qwen3-30b-a3b": "qwen3_moe"}
@@ -98,15 +98,15 @@ def free():
 
 
 def load(name: str, scale: str, seed: int):
-    """(model, prompt_fn) from mlxprof.models if it has load(), else our builder."""
+    """(model, prompt_fn) from mlxprof.lab.models if it has load(), else our builder."""
     try:
-        import mlxprof.models as models
+        import mlxprof.lab.models as models
         if hasattr(models, "load"):
             lm = models.load(name, scale=scale, seed=seed)
             return lm.model, lm.prompt
     except ImportError:
         pass
-    from mlxprof.optimize.testing import random_model
+    from mlxprof.lab.testing import random_model
     model = random_model(ARCH[name], scale, seed)
     vocab = _vocab(model)
     return model, (lambda n, seed=0: mx.random.randint(
@@ -293,8 +293,8 @@ def _maxdiff(a, b) -> float:
 
 def micro_gdn(hk, hv, dk, dv, n=100) -> dict:
     from mlx_lm.models.gated_delta import compute_g, gated_delta_update
-    from mlxprof.optimize.gdn import _delta_step, _delta_step_algebraic
-    from mlxprof.optimize.probe import fast_gated_delta_is_fused
+    from mlxprof.decode.optimize.gdn import _delta_step, _delta_step_algebraic
+    from mlxprof.decode.optimize.probe import fast_gated_delta_is_fused
     ks = mx.random.split(mx.random.key(0), 7)
     bf = mx.bfloat16
     qk = mx.random.normal((1, 1, 2 * hk, dk), key=ks[0])
@@ -322,7 +322,7 @@ def micro_gdn(hk, hv, dk, dv, n=100) -> dict:
         "ours_algebraic_compiled": lambda s: comp_alg(qk, v, g, beta, s),
     }
     if mx.default_device() == mx.gpu and mx.cuda.is_available():
-        from mlxprof.optimize.cuda_gdn import gated_delta_cuda
+        from mlxprof.decode.kernels.cuda_gdn import gated_delta_cuda
         paths["ours_cuda_kernel"] = lambda s: gated_delta_cuda(q, k, v, g, beta, s)
     y_ref, s_ref = paths["mlx_lm_gated_delta_update"](s0)
     mx.eval(y_ref, s_ref)

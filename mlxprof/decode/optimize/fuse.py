@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import cuda_qmv
+from mlxprof.decode.kernels import cuda_qmv
 
 __all__ = ["Proj", "SwitchProj", "fuse_linears", "fuse_switch", "can_fuse"]
 

@@ -26,7 +26,7 @@ import time
 
 
 def _proj_list(fast):
-    from mlxprof.optimize.fuse import Proj
+    from mlxprof.decode.optimize.fuse import Proj
     projs = [m for l in fast.layers for _, m in l.named_modules()
              if isinstance(m, Proj) and m.qspec and m.qspec[1] == 4 and "biases" in m]
     return projs + ([fast.lm_head] if fast.lm_head is not None else [])
@@ -44,7 +44,7 @@ def _fit(y, k):
 def matvecs(fast, reps: int) -> dict:
     import mlx.core as mx
     from mlxprof.device_clock import device_ms
-    from mlxprof.optimize import cuda_qmv
+    from mlxprof.decode.kernels import cuda_qmv
 
     projs = _proj_list(fast)
     k0 = projs[0].scales.shape[-1] * projs[0].qspec[0]
@@ -81,7 +81,7 @@ def qmv_edges() -> dict:
     """cuda_qmv accuracy at edge shapes: rows not a multiple of ROWS, K not a
     multiple of 1024, group 32/128, float16/float32, x at an odd offset."""
     import mlx.core as mx
-    from mlxprof.optimize import cuda_qmv
+    from mlxprof.decode.kernels import cuda_qmv
     out = {f"{n}x{k}/g{g}/{dt}": cuda_qmv.accuracy(n, k, g, dt) for n, k, g, dt in [
         (4096, 4096, 64, mx.bfloat16), (300, 2080, 32, mx.bfloat16),
         (17, 512, 128, mx.float16), (1000, 1024, 64, mx.float32)]}
@@ -152,8 +152,8 @@ def main() -> None:
 
     import os
     import mlx.core as mx
-    import mlxprof.models as M
-    from mlxprof.optimize import optimize_model
+    import mlxprof.lab.models as M
+    from mlxprof.decode.optimize import optimize_model
     from mlxprof.provenance import collect
 
     parts = args.parts.split(",")

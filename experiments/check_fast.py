@@ -2,7 +2,7 @@
 
     python3 scripts/check_fast.py --model qwen3.5-35b-a3b --scale full --out r.json
 
-For each variant of mlxprof.optimize.Options: max |diff| / max |logit| and argmax
+For each variant of mlxprof.decode.optimize.Options: max |diff| / max |logit| and argmax
 agreement over the rows of a greedy mlx-lm continuation (the bar: <= 2%, >= 95%),
 and the first step where greedy tokens differ. With --f32-reference, also each
 one's distance (and mlx-lm's own) to the same model run in float32 activations:
@@ -46,7 +46,7 @@ def restrict(model, kind):
 
 def timelines(model, prompt, tokens, loop, runs=2):
     """Per-token timing of `runs` greedy runs: median ms, spikes and decode tok/s."""
-    import mlxprof.generate as G
+    import mlxprof.decode as G
     out = {"timeline": [], "decode_tok_per_s": []}
     for _ in range(runs):
         times, last = [], time.perf_counter()
@@ -83,9 +83,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import mlx.core as mx
-    import mlxprof.generate as G
-    import mlxprof.models as M
-    from mlxprof.optimize import Options, optimize_model
+    import mlxprof.decode as G
+    import mlxprof.lab.models as M
+    from mlxprof.decode.optimize import Options, optimize_model
     from mlxprof.provenance import collect
 
     lm = M.load(args.model, scale=args.scale, seed=0)
@@ -131,8 +131,8 @@ def main() -> None:
 def picked(model) -> dict:
     """What the "auto" kernel options chose here, and the kernels' self-checks."""
     from check_kernels import self_checks
-    from mlxprof.optimize import optimize_model
-    from mlxprof.optimize.cuda_common import on_cuda
+    from mlxprof.decode.optimize import optimize_model
+    from mlxprof.decode.kernels.cuda_common import on_cuda
     fast = optimize_model(model)
     out = {"gated_delta": sorted({l.mixer.recurrence for l in fast.layers
                                   if hasattr(l.mixer, "recurrence")}),
@@ -150,7 +150,7 @@ def vs_float32(model, feed, n_prompt, logits) -> dict:
     """Each table of `logits` against the model's logits in float32 activations
     (the model is cast in place: call last)."""
     import mlx.core as mx
-    import mlxprof.generate as G
+    import mlxprof.decode as G
     model.set_dtype(mx.float32)
     ref32 = G.teacher_forced_logits(model, feed, n_prompt=n_prompt)
     out = {}

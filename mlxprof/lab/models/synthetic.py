@@ -14,7 +14,7 @@ Weights are deterministic for a seed: each parameter draws from its own key,
 derived from the seed and the parameter's path.
 
 Example:
-    >>> from mlxprof.models.configs import model_config
+    >>> from mlxprof.lab.models.configs import model_config
     >>> model, cfg = build(model_config("qwen3-8b", "tiny"), seed=0)
     >>> cfg["quantization"]["bits"]
     4
@@ -196,7 +196,7 @@ def build(config: dict, seed: int = 0, recipe: dict | None = None,
     weights are zero-stride placeholders (see :func:`placeholders`).
 
     Example:
-        >>> from mlxprof.models.configs import model_config
+        >>> from mlxprof.lab.models.configs import model_config
         >>> m, _ = build(model_config("qwen3-8b", "full"), shapes_only=True)
         >>> m.lm_head.weight.shape
         (151936, 512)

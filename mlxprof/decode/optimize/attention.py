@@ -21,7 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import scaled_dot_product_attention
 
-from .cuda_rope import qk_norm_rope
+from mlxprof.decode.kernels.cuda_rope import qk_norm_rope
 from .fuse import fuse_linears
 
 __all__ = ["Attention"]

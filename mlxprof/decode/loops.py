@@ -15,17 +15,16 @@ The stages, in the order the notebooks build them:
     async      build N+1 and async_eval it before item() of N (default stream)
     pipelined  the same on a dedicated generation stream (our own mlx-lm)
     compiled   pipelined + an mx.compile'd sampling tail (logsumexp, argmax)
-    fast       pipelined on mlxprof.optimize.optimize_model(model); registered
-               only when mlxprof.optimize exists
+    fast       pipelined on mlxprof.decode.optimize_model(model)
 
 Example:
-    >>> from mlxprof import generate, models                    # doctest: +SKIP
+    >>> from mlxprof import decode                               # doctest: +SKIP
+    >>> from mlxprof.lab import models                           # doctest: +SKIP
     >>> lm = models.load("qwen3-8b", scale="tiny", seed=0)      # doctest: +SKIP
-    >>> list(generate.stream(lm.model, lm.prompt(8), 4))        # doctest: +SKIP
+    >>> list(decode.stream(lm.model, lm.prompt(8), 4))          # doctest: +SKIP
 """
 from __future__ import annotations
 
-import importlib.util
 import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -303,7 +302,7 @@ def register(loop: Loop) -> Loop:
 
 
 def _optimize_prepare(model):
-    from mlxprof.optimize import optimize_model  # owned by the optimize work
+    from mlxprof.decode.optimize import optimize_model  # lazy: loads the kernels
 
     return optimize_model(model)
 
@@ -313,13 +312,6 @@ def _fast_loop(model, prompt, max_tokens: int, *,
     """The pipelined loop; run it on `optimize_model(model)` (Loop.prepare)."""
     return pipelined_loop(model, prompt, max_tokens,
                           prefill_step_size=prefill_step_size)
-
-
-def _has_optimize() -> bool:
-    try:
-        return importlib.util.find_spec("mlxprof.optimize") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 register(Loop("sync", sync_loop,
@@ -332,10 +324,9 @@ register(Loop("pipelined", pipelined_loop,
               "async double-buffering on a dedicated stream (ours)"))
 register(Loop("compiled", compiled_loop,
               "pipelined + mx.compile'd sampling tail (logsumexp, argmax)"))
-if _has_optimize():
-    register(Loop("fast", _fast_loop,
-                  "pipelined on mlxprof.optimize.optimize_model(model)",
-                  prepare=_optimize_prepare))
+register(Loop("fast", _fast_loop,
+              "pipelined on mlxprof.decode.optimize.optimize_model(model)",
+              prepare=_optimize_prepare))
 
 
 def get_loop(name: Union[str, Loop]) -> Loop:

@@ -16,7 +16,7 @@ A layer has two paths:
   - GDN layer: the whole layer, conv and recurrent states passed explicitly.
 
 Example:
-    >>> # built by mlxprof.optimize.optimize_model; see model.py
+    >>> # built by mlxprof.decode.optimize.optimize_model; see model.py
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import mlx.nn as nn
 from mlx_lm.models.base import scaled_dot_product_attention
 from mlx_lm.models.cache import KVCache
 
-from .cuda_norm import add_norm
+from mlxprof.decode.kernels.cuda_norm import add_norm
 
 __all__ = ["AttentionLayer", "GDNLayer"]
 

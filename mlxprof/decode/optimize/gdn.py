@@ -29,7 +29,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.gated_delta import gated_delta_update
 
-from .cuda_gdn_layer import gdn_step
+from mlxprof.decode.kernels.cuda_gdn_layer import gdn_step
 from .fuse import fuse_linears
 
 __all__ = ["GatedDeltaNet", "RECURRENCES"]
@@ -207,7 +207,7 @@ class GatedDeltaNet(nn.Module):
         if self.recurrence == "fast":
             y, state = mx.fast.gated_delta_update(q, k, v.astype(f32), g, beta, state)
         elif self.recurrence == "cuda":
-            from .cuda_gdn import gated_delta_cuda
+            from mlxprof.decode.kernels.cuda_gdn import gated_delta_cuda
             y, state = gated_delta_cuda(q, k, v, g, beta, state, out_dtype=x.dtype)
         elif self.recurrence == "algebraic":
             y, state = _delta_step_algebraic(qk, v, g, beta, state)
