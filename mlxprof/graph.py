@@ -6,7 +6,7 @@ already evaluated or already scheduled by an earlier `mx.async_eval` show no
 primitive (MLX 0.32 detaches them), so nothing is counted twice.
 
 Cost (MLX 0.32.4): about as much as building the graph did, a few us per node
-on a slow CPU; see scripts/profiler_overhead.py.
+on a slow CPU; see experiments/profiler_overhead.py.
 
 Example:
     >>> import mlx.core as mx

@@ -1,0 +1,38 @@
+"""docs/design.md draws the imports that exist: its edge list is the real import graph."""
+import re
+from pathlib import Path
+
+import grimp
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "design.md"
+
+
+def _unit(module: str) -> str:
+    """A module of the profiler wing, or one of the two wings as a whole."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ("decode", "lab"):
+        return ".".join(parts[:2])
+    return module
+
+
+def real_edges() -> list[str]:
+    graph = grimp.build_graph("mlxprof")
+    edges = set()
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            a, b = _unit(module), _unit(imported)
+            if a != b and a != "mlxprof":  # the package's lazy __getattr__ re-exports
+                edges.add(f"{a} -> {b}")
+    return sorted(edges)
+
+
+def documented_edges() -> list[str]:
+    block = re.search(r"<!-- imports -->\n```\n(.*?)```", DOC.read_text(), re.S)
+    assert block, "docs/design.md lost its import list"
+    return sorted(line.strip() for line in block[1].splitlines() if "->" in line)
+
+
+def test_design_doc_lists_the_real_imports():
+    real, doc = real_edges(), documented_edges()
+    assert doc == real, ("docs/design.md's import list differs from the code; "
+                         "replace it with:\n" + "\n".join(real))
