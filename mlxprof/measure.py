@@ -273,7 +273,7 @@ class Measurement:
         """JSON-ready: the raw values and rounds, and the statistics derived from them."""
         return {"label": self.label, "unit": self.unit, "n": self.n,
                 "median": self.median, "iqr": self.iqr, "ci": list(self.ci),
-                "confidence": self.confidence, "noisy": self.noisy,
+                "confidence": self.confidence, "seed": self.seed, "noisy": self.noisy,
                 "warning": self.warning, "values": list(self.values),
                 "rounds": list(self.rounds) if self.rounds is not None else None}
 
@@ -282,7 +282,7 @@ class Measurement:
         """Rebuild from `to_dict()` (statistics are recomputed from the values)."""
         return cls(tuple(d["values"]), label=d.get("label", ""), unit=d.get("unit", ""),
                    rounds=tuple(d["rounds"]) if d.get("rounds") is not None else None,
-                   confidence=d.get("confidence", CONFIDENCE))
+                   confidence=d.get("confidence", CONFIDENCE), seed=d.get("seed", SEED))
 
 
 # --------------------------------------------------------------------------
