@@ -94,6 +94,10 @@ def _bootstrap_median_ci(values: np.ndarray, confidence: float, seed: int,
     return min(float(lo), mid), max(float(hi), mid)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 # --------------------------------------------------------------------------
 # formatting
 
@@ -188,6 +192,11 @@ class Measurement:
     seed: int = SEED
 
     def __post_init__(self):
+        bad = [v for v in self.values if v is not None and not _is_number(v)]
+        if bad:
+            raise TypeError(f"Measurement {self.label!r}: values must be numbers, got "
+                            f"{type(bad[0]).__name__} (for results of time_rounds that "
+                            "are dicts or objects, pick one: measurement(name, key))")
         vals = [np.nan if v is None else float(v) for v in self.values]
         keep = [i for i, v in enumerate(vals) if math.isfinite(v)]
         object.__setattr__(self, "values", tuple(vals[i] for i in keep))
@@ -452,7 +461,8 @@ def _check_rounds(fns, rounds, warmup) -> None:
 @dataclass
 class TokenTimes:
     """When a token stream started, each token arrived and the stream ended
-    (timer seconds).
+    (timer seconds); `cpu` holds the process CPU time at the same moments
+    (start, each token, end) when `time_tokens(..., cpu=True)` took it.
 
     Example:
         >>> t = TokenTimes(start=0.0, stamps=[1.0, 1.5, 2.0], end=2.0)
@@ -463,6 +473,7 @@ class TokenTimes:
     start: float
     stamps: list
     end: float
+    cpu: Optional[list] = None
 
     @property
     def n_tokens(self) -> int:
@@ -484,28 +495,42 @@ class TokenTimes:
         n, s = self.n_tokens, self.decode_s
         return (n - 1) / s if n > 1 and s > 0 else float("nan")
 
+    @property
+    def decode_cpu_s(self) -> float:
+        """Process CPU seconds over the same window as `decode_s` (needs cpu=True)."""
+        if not self.cpu or not self.stamps:
+            return float("nan")
+        return self.cpu[-1] - self.cpu[1]
+
     def gaps(self, label: str = "per-token", unit: str = "ms") -> Measurement:
         """The times between consecutive tokens ("ms" or "s") as a Measurement."""
         scale = 1e3 if unit == "ms" else 1.0
         return Measurement(tuple(np.diff(self.stamps) * scale), label=label, unit=unit)
 
 
-def time_tokens(tokens: Iterable, timer: Callable[[], float] = time.perf_counter
-                ) -> TokenTimes:
+def time_tokens(tokens: Iterable, timer: Callable[[], float] = time.perf_counter,
+                cpu: bool = False) -> TokenTimes:
     """Drain a token stream, stamping each token as it arrives.
 
     The clock starts before the first `next()`, so a lazy generator's
     prefill counts in `ttft_s`. Work the stream queued but did not wait for
-    is not drained: synchronize afterwards, outside the timing.
+    is not drained: synchronize afterwards, outside the timing. `cpu=True`
+    also notes the process CPU time (time.process_time) at each stamp.
 
     Example:
-        >>> t = time_tokens(iter(range(5)))
-        >>> t.n_tokens
-        5
+        >>> t = time_tokens(iter(range(5)), cpu=True)
+        >>> t.n_tokens, t.decode_cpu_s >= 0
+        (5, True)
     """
-    start = timer()
-    stamps = [timer() for _ in tokens]
-    return TokenTimes(start, stamps, timer())
+    if not cpu:
+        start = timer()
+        stamps = [timer() for _ in tokens]
+        return TokenTimes(start, stamps, timer())
+    both = [(timer(), time.process_time())]
+    both += [(timer(), time.process_time()) for _ in tokens]
+    both.append((timer(), time.process_time()))
+    wall, cpus = zip(*both)
+    return TokenTimes(wall[0], list(wall[1:-1]), wall[-1], list(cpus))
 
 
 # --------------------------------------------------------------------------

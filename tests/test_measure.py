@@ -18,6 +18,8 @@ def test_none_and_nan_are_dropped_with_their_rounds():
     assert m.values == (1.0, 3.0) and m.rounds == (0, 3) and m.median == 2.0
     with pytest.raises(ValueError, match="one label per value"):
         Measurement([1.0, 2.0], rounds=(0,))
+    with pytest.raises(TypeError, match=r"got dict .*measurement\(name, key\)"):
+        Measurement([{"tok_s": 1.0}])
 
 
 def test_bootstrap_ci_by_hand():
