@@ -155,6 +155,9 @@ def test_time_tokens():
     assert t.n_tokens == 4 and t.ttft_s == 2.0 and t.decode_s == 2.0
     assert t.decode_tok_per_s == 1.5
     assert t.gaps().values == (500.0, 500.0, 1000.0) and t.gaps().unit == "ms"
+    assert t.cpu is None and np.isnan(t.decode_cpu_s)
+    c = time_tokens(iter(range(3)), cpu=True)       # process CPU at start, 3 tokens, end
+    assert len(c.cpu) == 5 and c.cpu == sorted(c.cpu) and c.decode_cpu_s >= 0
 
 
 def test_compare_table():
@@ -177,3 +180,10 @@ def test_compare_table():
         measure.compare_measurements(cells, baseline="nope")
     with pytest.raises(ValueError, match="not a Measurement"):
         measure.compare_measurements({("a", "b"): 1.0})
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    res = doctest.testmod(measure, optionflags=doctest.ELLIPSIS)
+    assert res.failed == 0 and res.attempted > 20

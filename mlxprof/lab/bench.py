@@ -569,7 +569,7 @@ class BenchResult:
         >>> res = load_result("out/bench.json")                 # doctest: +SKIP
         >>> res                                                 # doctest: +SKIP
         >>> res.ratio("qwen3-8b", "fast")                       # doctest: +SKIP
-        qwen3-8b fast / mlx_lm decode tok/s: 1.34x (95% CI 1.09-1.66x, ...)
+        qwen3-8b fast / mlx_lm decode tok/s: <median>x (95% CI <low>-<high>x, IQR <iqr>, n=<rounds>)
     """
 
     config: dict
