@@ -70,7 +70,7 @@ def matvecs(fast, reps: int) -> dict:
                                   for name, mm in impls.items()}, rounds=reps, warmup=1)
     for name in impls:
         runs = rounds.results[name]
-        m = rounds.measurement(name, "device_ms", unit="ms")
+        m = rounds.measurement(name, "device_ms", label=f"{name} matvec chain", unit="ms")
         out[name] = {"device_ms": list(m.values), "median_ms": m.median, "ci_ms": list(m.ci),
                      "noise": m.warning, "GB_per_s": nbytes / m.median / 1e6,
                      "clean": all(r.clean for r in runs),
@@ -112,7 +112,7 @@ def tiny(reps: int, n: int = 200) -> dict:
         return v
     rounds = measure.time_rounds({"tiny": lambda: device_ms(run, mx.ones((1, 4096)))},
                                  rounds=reps, warmup=1)
-    m = rounds.measurement("tiny", "device_ms", unit="ms")
+    m = rounds.measurement("tiny", "device_ms", label="tiny-kernel chain", unit="ms")
     print(f"tiny: {m.median * 1e3 / n:.2f} us per kernel ({m!r})", flush=True)
     return {"kernels": n + 1, "median_ms": m.median, "ci_ms": list(m.ci),
             "us_per_kernel": m.median * 1e3 / n,

@@ -44,7 +44,7 @@ SEED = 0                # of the resampling: the same values give the same inter
 MIN_N = 3               # fewer values than this cannot show their spread
 NOISY_IQR = 0.10        # IQR / |median| above this: noisy
 NOISY_CI = 0.05         # CI half-width / |median| above this: noisy
-NOISE_RULE = (f"noisy when n < {MIN_N}, or IQR > {NOISY_IQR:.0%} of the median, or the "
+NOISE_RULE = (f"n < {MIN_N}, or IQR > {NOISY_IQR:.0%} of the median, or the "
               f"{CONFIDENCE:.0%} CI half-width > {NOISY_CI:.0%} of the median")
 
 
@@ -554,7 +554,7 @@ class Compare:
         -------  ----------------  ----------------  -----------------
         model A  10.5 [10.0-11.0]  21.5 [20.0-22.0]  2.00x [2.00-2.05]
         <BLANKLINE>
-        no noisy cell (noisy when n < 3, ...)
+        no noisy cell (noisy: n < 3, ...)
     """
 
     def __init__(self, cells: Mapping, baseline: Optional[str] = None, title: str = ""):
@@ -601,7 +601,7 @@ class Compare:
 
     def _notes(self) -> list[str]:
         w = self.warnings()
-        return [f"* noisy ({NOISE_RULE}):"] + w if w else [f"no noisy cell ({NOISE_RULE})"]
+        return [f"* noisy ({NOISE_RULE}):"] + w if w else [f"no noisy cell (noisy: {NOISE_RULE})"]
 
     def __repr__(self) -> str:
         head = f"{self.title}\n" if self.title else ""
