@@ -343,6 +343,10 @@ def ratio(a: Measurement, b: Measurement, label: str = "") -> Measurement:
     if a.rounds is None or b.rounds is None:
         raise ValueError("ratio needs round labels on both measurements (interleaved "
                          "rounds from time_rounds); for unpaired values divide medians")
+    for m in (a, b):
+        if len(set(m.rounds)) != len(m.rounds):
+            raise ValueError(f"ratio: {m.label or 'a measurement'} has a round label "
+                             "twice; pairing needs one value per round")
     return paired_ratio(dict(zip(a.rounds, a.values)), dict(zip(b.rounds, b.values)),
                         label=label or f"{a.label} / {b.label}")
 

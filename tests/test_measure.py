@@ -89,6 +89,8 @@ def test_paired_ratio_is_median_of_same_round_ratios():
         paired_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="round labels"):
         measure.ratio(Measurement([1.0]), Measurement([1.0]))
+    with pytest.raises(ValueError, match="round label twice"):
+        measure.ratio(Measurement([1.0, 2.0], rounds=(0, 0)), Measurement([1.0], rounds=(0,)))
 
 
 class Clock:
