@@ -122,6 +122,27 @@ def test_ratio_interval_and_noise_flags(tmp_path):
         pytest.approx([11.0, 60.0, 44.0])
 
 
+def test_pool_keeps_rounds_paired_across_runs():
+    clock = Clock()
+    runs = []
+    for base_s, other_s in (([1 / 10, 1 / 20, 1 / 40], [1 / 11, 1 / 60, 1 / 44]),
+                            ([1 / 10, 1 / 10, 1 / 10], [1 / 30, 1 / 30, 1 / 30])):
+        runs.append(run_fake([fake_loop("base", clock, [], [1] * 4, [1, *base_s]),
+                              fake_loop("other", clock, [], [1] * 4, [1, *other_s])], clock))
+    pooled = bench.pool(runs)
+    ratio = pooled.ratio("m1", "other")
+    assert ratio.values == pytest.approx((1.1, 3.0, 1.1, 3.0, 3.0, 3.0))
+    assert ratio.rounds == (0, 1, 2, 3, 4, 5) and pooled.config["reps"] == 6
+    row = pooled.rows[1]
+    assert row["ratio_vs_baseline"] == pytest.approx(3.0) and row["reps"] == 6
+    assert row["ratio_vs_baseline_ci"] == pytest.approx(list(ratio.ci))
+    assert [r["call"] for r in pooled.raw] == [0] * 6 + [1] * 6
+    assert "6 interleaved reps in 2 runs" in pooled.table()
+    other = run_fake([fake_loop("base", clock, [], [1] * 4, [1] * 4)], clock, tokens=5)
+    with pytest.raises(bench.BenchError, match="differs from result 0 in loops, tokens"):
+        bench.pool([runs[0], other])
+
+
 def _stored_bench_files() -> list:
     files = [p for p in sorted((ROOT / "data" / "results").rglob("*.json"))
              if json.loads(p.read_text()).get("schema", "").startswith(

@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -41,7 +41,7 @@ from mlxprof.lab.models.external import looks_loadable
 from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
-           "check_config", "check_writable", "load_result"]
+           "check_config", "check_writable", "load_result", "pool"]
 
 SCHEMA = "mlxprof.lab.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"
@@ -484,12 +484,12 @@ def _row_stats(raw, model: str, loop: str, baseline: Optional[str]) -> dict:
                                                "prompt_tok_per_s")}
 
 
-def _cell(raw, model, loop: Loop, cfg, info, bw_gbs, profile) -> dict:
-    stats = _row_stats(raw, model, loop.name, cfg.baseline)
+def _cell(raw, model, loop: str, cfg, info, bw_gbs, profile) -> dict:
+    stats = _row_stats(raw, model, loop, cfg.baseline)
     bpt = info.get("bytes_per_token")
     dec_med = stats["decode_tok_per_s"].median
-    row = {"model": model, "scale": info.get("scale", cfg.scale), "loop": loop.name,
-           "reps": sum(1 for r in raw if r["model"] == model and r["loop"] == loop.name),
+    row = {"model": model, "scale": info.get("scale", cfg.scale), "loop": loop,
+           "reps": sum(1 for r in raw if r["model"] == model and r["loop"] == loop),
            "tokens": cfg.tokens, "prompt_tokens": cfg.prompt_tokens,
            "baseline": cfg.baseline}
     for key, m in stats.items():
@@ -516,7 +516,7 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
 
     prov = provenance.collect()
     bw_gbs, bw_note = roofline.resolve(prov.get("device"), cfg.bandwidth_gbs)
-    rows = [_cell(raw, m, lp, cfg, infos[m], bw_gbs,
+    rows = [_cell(raw, m, lp.name, cfg, infos[m], bw_gbs,
                   profiles.get(m, {}).get(lp.name))
             for m in cfg.models for lp in loops]
     notes = [
@@ -653,7 +653,9 @@ class BenchResult:
         return (f"{describe(self.provenance)}; commit "
                 f"{self.provenance.get('git_commit') or '?'}\n"
                 f"prompt {c['prompt_tokens']} tokens, decode {c['tokens']} tokens, "
-                f"{c['reps']} interleaved reps after {c['warmup']} warm-up run(s) "
+                f"{c['reps']} interleaved reps"
+                + (f" in {c['pooled_calls']} runs" if c.get("pooled_calls") else "")
+                + f" after {c['warmup']} warm-up run(s) "
                 f"of {min(c['tokens'], c.get('warmup_tokens') or c['tokens'])} "
                 f"tokens per loop, greedy, weights {c.get('dtype_used', '?')}")
 
@@ -738,3 +740,65 @@ def load_result(path: Union[str, Path]) -> BenchResult:
     return BenchResult(config=d["config"], provenance=d["provenance"],
                        rows=d["rows"], raw=d["raw"], models=d.get("models", {}),
                        notes=d.get("notes", []))
+
+
+# --------------------------------------------------------------------------
+# pooling runs of one benchmark
+
+POOL_CONFIG = ("models", "loops", "baseline", "scale", "tokens", "prompt_tokens",
+               "dtype_used", "prefill_step_size")
+POOL_PROVENANCE = ("device", "backend", "mlx", "mlx_lm", "git_commit")
+
+
+def _check_poolable(results: Sequence[BenchResult]) -> None:
+    if not results:
+        raise BenchError("pool: no results given")
+    first = results[0]
+    for k, res in enumerate(results[1:], 1):
+        diff = [key for key in POOL_CONFIG if res.config.get(key) != first.config.get(key)]
+        diff += [key for key in POOL_PROVENANCE
+                 if res.provenance.get(key) != first.provenance.get(key)]
+        if diff:
+            raise BenchError(f"pool: result {k} differs from result 0 in "
+                             f"{', '.join(diff)}; pool only runs of one benchmark "
+                             "(same models, loops, settings, machine and commit)")
+
+
+def _pooled_raw(results: Sequence[BenchResult]) -> tuple[list, int]:
+    """Every run, rounds numbered one call after another; `call` says whose."""
+    raw, offset = [], 0
+    for k, res in enumerate(results):
+        raw += [{**r, "call": k, "rep": offset + r["rep"], "seq": len(raw) + i}
+                for i, r in enumerate(res.raw)]
+        offset += 1 + max((r["rep"] for r in res.raw), default=-1)
+    return raw, offset
+
+
+def pool(results: Sequence[BenchResult]) -> BenchResult:
+    """Several runs of one benchmark (e.g. separate machine calls) as one result.
+
+    Each call's rounds stay rounds of their own (numbered on), so ratios are
+    still paired within a round and the intervals are bootstrapped over all
+    rounds of all calls. The runs must agree on models, loops, baseline,
+    tokens, prompt, scale, dtype, device, versions and commit. Profile
+    columns (from a profiled pass, not timed) come from the first result.
+
+    Example:
+        >>> a, b = load_result("call1.json"), load_result("call2.json")  # doctest: +SKIP
+        >>> print(pool([a, b]))                                           # doctest: +SKIP
+    """
+    _check_poolable(results)
+    first = results[0]
+    raw, reps = _pooled_raw(results)
+    config = {**first.config, "reps": reps, "pooled_calls": len(results)}
+    cfg = BenchConfig(**{f.name: config[f.name] for f in fields(BenchConfig)
+                         if f.name in config})
+    keep = [*PROFILE_COLUMNS.values(), "recording"]
+    rows = [_cell(raw, r["model"], r["loop"], cfg, first.models.get(r["model"], {}),
+                  config.get("bandwidth_gbs_used"), {k: r[k] for k in keep if k in r})
+            for r in first.rows]
+    dates = ", ".join(str(r.provenance.get("date")) for r in results)
+    notes = list(first.notes) + [f"pooled from {len(results)} runs (dates {dates}): "
+                                 "rounds numbered on, ratios paired within each round"]
+    return BenchResult(config=config, provenance={**first.provenance, "pooled_dates": dates},
+                       rows=rows, raw=raw, models=first.models, notes=notes)
