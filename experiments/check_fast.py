@@ -47,15 +47,13 @@ def restrict(model, kind):
 def timelines(model, prompt, tokens, loop, runs=2):
     """Per-token timing of `runs` greedy runs: median ms, spikes and decode tok/s."""
     import mlxprof.decode as G
+    from mlxprof import measure
     out = {"timeline": [], "decode_tok_per_s": []}
     for _ in range(runs):
-        times, last = [], time.perf_counter()
-        for _ in G.stream(model, prompt, tokens, loop=loop):
-            now = time.perf_counter()
-            times.append(now - last)            # first entry includes the prefill
-            last = now
+        t = measure.time_tokens(G.stream(model, prompt, tokens, loop=loop))
+        times = [t.ttft_s] + [g / 1e3 for g in t.gaps().values]  # first: with the prefill
         out["timeline"].append(spikes(times))
-        out["decode_tok_per_s"].append(round((len(times) - 1) / sum(times[1:]), 1))
+        out["decode_tok_per_s"].append(round(t.decode_tok_per_s, 1))
     return out
 
 
@@ -66,6 +64,30 @@ def spikes(times, factor=3.0):
     return {"median_ms": round(med * 1e3, 3),
             "spikes": [(i, round(x * 1e3, 1)) for i, x in enumerate(times)
                        if i and x > factor * med]}
+
+
+def check_variant(model, name, prompt, feed, ref, ref_tokens, args) -> tuple[dict, object]:
+    """One variant's distance to mlx-lm's logits and greedy tokens (and timeline)."""
+    import mlxprof.decode as G
+    from mlxprof.decode.optimize import Options, optimize_model
+
+    opts = dict(VARIANTS[name])
+    only = opts.pop("_only", None)
+    t0 = time.perf_counter()
+    fast = optimize_model(model, Options(**opts))
+    if only:
+        restrict(fast, only)
+    got = G.teacher_forced_logits(fast, feed, n_prompt=len(prompt))
+    cmp = G.compare_logits(ref, got)
+    toks = list(G.stream(fast, prompt, args.tokens, loop="pipelined"))
+    first = next((i for i, (a, b) in enumerate(zip(ref_tokens, toks)) if a != b), None)
+    rec = {"options": dict(opts, **({"decode_path_layers": only} if only else {})),
+           "rel_max_diff": cmp.rel_max_diff,
+           "argmax_agreement": cmp.argmax_agreement, "ok": cmp.ok,
+           "greedy_first_mismatch": first, "seconds": round(time.perf_counter() - t0, 1)}
+    if args.timeline:
+        rec.update(timelines(fast, prompt, args.timeline, "pipelined"))
+    return rec, got
 
 
 def main() -> None:
@@ -85,7 +107,6 @@ def main() -> None:
     import mlx.core as mx
     import mlxprof.decode as G
     import mlxprof.lab.models as M
-    from mlxprof.decode.optimize import Options, optimize_model
     from mlxprof.provenance import collect
 
     lm = M.load(args.model, scale=args.scale, seed=0)
@@ -101,26 +122,9 @@ def main() -> None:
         out["mlx_lm"] = timelines(lm.model, prompt, args.timeline, "mlx_lm")
         print("mlx_lm", out["mlx_lm"], flush=True)
     for name in args.variants.split(","):
-        opts = dict(VARIANTS[name])
-        only = opts.pop("_only", None)
-        t0 = time.perf_counter()
-        fast = optimize_model(lm.model, Options(**opts))
-        if only:
-            restrict(fast, only)
-        got = G.teacher_forced_logits(fast, feed, n_prompt=len(prompt))
-        logits[name] = got
-        cmp = G.compare_logits(ref, got)
-        toks = list(G.stream(fast, prompt, args.tokens, loop="pipelined"))
-        first = next((i for i, (a, b) in enumerate(zip(ref_tokens, toks)) if a != b), None)
-        out["variants"][name] = {
-            "options": dict(opts, **({"decode_path_layers": only} if only else {})),
-            "rel_max_diff": cmp.rel_max_diff,
-            "argmax_agreement": cmp.argmax_agreement, "ok": cmp.ok,
-            "greedy_first_mismatch": first, "seconds": round(time.perf_counter() - t0, 1)}
-        if args.timeline:
-            out["variants"][name].update(timelines(fast, prompt, args.timeline, "pipelined"))
+        out["variants"][name], logits[name] = check_variant(
+            lm.model, name, prompt, feed, ref, ref_tokens, args)
         print(name, out["variants"][name], flush=True)
-        del fast
     if args.f32_reference:
         out["vs_float32"] = vs_float32(lm.model, feed, len(prompt), logits)
         print("vs_float32", out["vs_float32"], flush=True)

@@ -6,18 +6,18 @@ MLX's CUDA backend records kernels into CUDA graphs and launches one graph per
 These are read once per process, so each setting runs in its own process:
 
     for env in "" "MLX_MAX_OPS_PER_BUFFER=100" "MLX_USE_CUDA_GRAPHS=0"; do
-        env $env python3 scripts/cuda_knobs.py --model qwen3.5-35b-a3b --out r.jsonl
+        env $env python3 experiments/cuda_knobs.py --model qwen3.5-35b-a3b --out r.jsonl
     done
 
 Each run appends one JSON line: the settings, build time, median decode tok/s of
-mlx-lm's generate_step over --reps runs, and provenance.
+mlx-lm's generate_step over --reps runs after a warm-up (mlxprof.measure), with
+its 95% bootstrap interval, and provenance.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import time
 
 KNOBS = ("MLX_MAX_OPS_PER_BUFFER", "MLX_CUDA_GRAPH_CACHE_SIZE", "MLX_USE_CUDA_GRAPHS")
@@ -25,11 +25,9 @@ KNOBS = ("MLX_MAX_OPS_PER_BUFFER", "MLX_CUDA_GRAPH_CACHE_SIZE", "MLX_USE_CUDA_GR
 
 def decode_tok_per_s(model, prompt, tokens: int) -> float:
     from mlx_lm.generate import generate_step
+    from mlxprof import measure
 
-    times = []
-    for _ in generate_step(prompt, model, max_tokens=tokens):
-        times.append(time.perf_counter())
-    return (len(times) - 1) / (times[-1] - times[0])
+    return measure.time_tokens(generate_step(prompt, model, max_tokens=tokens)).decode_tok_per_s
 
 
 def main() -> None:
@@ -43,6 +41,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import mlx.core as mx
+    from mlxprof import measure
     from mlxprof.lab.models.configs import model_config
     from mlxprof.lab.models.synthetic import build
     from mlxprof.provenance import collect
@@ -51,13 +50,16 @@ def main() -> None:
     model, _ = build(model_config(args.model, args.scale), seed=0)
     build_s = time.perf_counter() - t0
     prompt = mx.random.randint(0, 1000, (args.prompt,), key=mx.random.key(0))
-    decode_tok_per_s(model, prompt, 16)  # warm-up: kernels, graph cache
-    runs = [decode_tok_per_s(model, prompt, args.tokens) for _ in range(args.reps)]
+    rounds = measure.time_rounds(  # the warm-up fills the kernel and graph caches
+        {"mlx_lm": lambda: decode_tok_per_s(model, prompt, args.tokens)},
+        rounds=args.reps, warmup=1)
+    m = rounds.measurement("mlx_lm", unit="tok/s")
     row = {
         "model": args.model, "scale": args.scale, "tokens": args.tokens,
         "settings": {k: os.environ.get(k) for k in KNOBS},
         "build_s": round(build_s, 2),
-        "decode_tok_per_s": runs, "median_tok_per_s": statistics.median(runs),
+        "decode_tok_per_s": list(m.values), "median_tok_per_s": m.median,
+        "ci_tok_per_s": list(m.ci), "noise": m.warning,
         "provenance": collect(),
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

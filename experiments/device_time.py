@@ -1,6 +1,6 @@
 """GPU time per decoded token and per quantized matvec, read from the GPU's clock.
 
-    MLX_MAX_OPS_PER_BUFFER=1000 python3 scripts/device_time.py --model qwen3-8b \\
+    MLX_MAX_OPS_PER_BUFFER=1000 python3 experiments/device_time.py --model qwen3-8b \\
         --scale full --out out/device_time.json
 
 Uses mlxprof.device_clock (CUDA only): the GPU is held while the host encodes
@@ -16,13 +16,14 @@ reading says whether its encode fit: "clean"). Parts:
 * tokens: device ms per token of mlx-lm's model and optimize_model variants
   (teacher-free greedy steps after a prompt), next to the host wall time per
   token of mlx-lm's generate_step on the same model in this process.
+
+Repeated readings are taken with mlxprof.measure (interleaved rounds after a
+warm-up; medians with 95% bootstrap intervals).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 
 def _proj_list(fast):
@@ -43,6 +44,7 @@ def _fit(y, k):
 
 def matvecs(fast, reps: int) -> dict:
     import mlx.core as mx
+    from mlxprof import measure
     from mlxprof.device_clock import device_ms
     from mlxprof.decode.kernels import cuda_qmv
 
@@ -64,13 +66,16 @@ def matvecs(fast, reps: int) -> dict:
     }
     nbytes = sum(p.weight.nbytes + p.scales.nbytes + p.biases.nbytes for p in projs)
     out = {"n_matvecs": len(projs), "weight_bytes": nbytes}
-    for name, mm in impls.items():
-        runs = [device_ms(chain(mm), x) for _ in range(reps + 1)][1:]
-        ms = statistics.median(r.device_ms for r in runs)
-        out[name] = {"device_ms": [r.device_ms for r in runs], "median_ms": ms,
-                     "GB_per_s": nbytes / ms / 1e6, "clean": all(r.clean for r in runs),
+    rounds = measure.time_rounds({name: (lambda mm=mm: device_ms(chain(mm), x))
+                                  for name, mm in impls.items()}, rounds=reps, warmup=1)
+    for name in impls:
+        runs = rounds.results[name]
+        m = rounds.measurement(name, "device_ms", label=f"{name} matvec chain", unit="ms")
+        out[name] = {"device_ms": list(m.values), "median_ms": m.median, "ci_ms": list(m.ci),
+                     "noise": m.warning, "GB_per_s": nbytes / m.median / 1e6,
+                     "clean": all(r.clean for r in runs),
                      "encode_ms": [r.encode_ms for r in runs]}
-        print(f"matvecs {name}: {ms:.3f} ms, {nbytes / ms / 1e6:.0f} GB/s", flush=True)
+        print(f"matvecs {name}: {m!r}, {nbytes / m.median / 1e6:.0f} GB/s", flush=True)
     shapes = sorted({(p.weight.shape[0], p.scales.shape[-1] * p.qspec[0], p.qspec[0])
                      for p in projs})
     out["accuracy"] = {f"{n}x{k}/g{g}": cuda_qmv.accuracy(n, k, g) for n, k, g in shapes}
@@ -97,6 +102,7 @@ def qmv_edges() -> dict:
 
 def tiny(reps: int, n: int = 200) -> dict:
     import mlx.core as mx
+    from mlxprof import measure
     from mlxprof.device_clock import device_ms
 
     def run(v):
@@ -104,22 +110,26 @@ def tiny(reps: int, n: int = 200) -> dict:
         for _ in range(n):
             v = v * 1.001
         return v
-    runs = [device_ms(run, mx.ones((1, 4096))) for _ in range(reps + 1)][1:]
-    ms = statistics.median(r.device_ms for r in runs)
-    print(f"tiny: {ms * 1e3 / n:.2f} us per kernel", flush=True)
-    return {"kernels": n + 1, "median_ms": ms, "us_per_kernel": ms * 1e3 / n,
-            "clean": all(r.clean for r in runs)}
+    rounds = measure.time_rounds({"tiny": lambda: device_ms(run, mx.ones((1, 4096)))},
+                                 rounds=reps, warmup=1)
+    m = rounds.measurement("tiny", "device_ms", label="tiny-kernel chain", unit="ms")
+    print(f"tiny: {m.median * 1e3 / n:.2f} us per kernel ({m!r})", flush=True)
+    return {"kernels": n + 1, "median_ms": m.median, "ci_ms": list(m.ci),
+            "us_per_kernel": m.median * 1e3 / n,
+            "clean": all(r.clean for r in rounds.results["tiny"])}
 
 
 def wall_ms_per_token(model, prompt, tokens: int) -> float:
+    """Median host time between consecutive tokens of mlx-lm's generate_step."""
     from mlx_lm.generate import generate_step
-    t = [time.perf_counter() for _ in generate_step(prompt, model, max_tokens=tokens)]
-    return statistics.median(b - a for a, b in zip(t, t[1:])) * 1e3
+    from mlxprof import measure
+    return measure.time_tokens(generate_step(prompt, model, max_tokens=tokens)).gaps().median
 
 
 def token_device_ms(model, prompt, tokens: int) -> dict:
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
+    from mlxprof import measure
     from mlxprof.device_clock import device_ms
 
     cache = make_prompt_cache(model)
@@ -132,8 +142,8 @@ def token_device_ms(model, prompt, tokens: int) -> dict:
         runs.append(r)
         ids.append(int(y.item()))
     runs = runs[2:]                      # first steps compile / warm up
-    return {"device_ms": [r.device_ms for r in runs],
-            "median_ms": statistics.median(r.device_ms for r in runs),
+    m = measure.Measurement(tuple(r.device_ms for r in runs), label="token", unit="ms")
+    return {"device_ms": list(m.values), "median_ms": m.median, "ci_ms": list(m.ci),
             "encode_ms": [r.encode_ms for r in runs], "clean": all(r.clean for r in runs),
             "tokens": ids}
 

@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mlxprof import decode as generate  # noqa: E402
+from mlxprof import measure  # noqa: E402
 from mlxprof.graph import count_ops  # noqa: E402
 from mlxprof.decode.optimize import optimize_model  # noqa: E402
 
@@ -191,16 +192,9 @@ def step_ops(model, prompt) -> dict:
 
 
 def decode_timing(fn, model, prompt, tokens: int) -> dict:
-    t0 = time.perf_counter()
-    t_first, n = None, 0
-    for _ in fn(model, prompt, tokens):
-        n += 1
-        if n == 1:
-            t_first = time.perf_counter()
-    t_end = time.perf_counter()
+    t = measure.time_tokens(fn(model, prompt, tokens))
     mx.synchronize()
-    return {"ttft_s": t_first - t0, "decode_s": t_end - t_first,
-            "decode_tok_s": (n - 1) / (t_end - t_first)}
+    return {"ttft_s": t.ttft_s, "decode_s": t.decode_s, "decode_tok_s": t.decode_tok_per_s}
 
 
 def host_split(model, prompt, tokens: int, skip: int = 4) -> dict:
@@ -262,29 +256,24 @@ def resolved(opt) -> dict:
 # micro-benchmarks
 
 
+def _median_us(run, n: int, reps: int) -> float:
+    """Median over `reps` timed calls of run() (after one warm-up), us per 1/n of it."""
+    return measure.time_rounds({"run": run}, rounds=reps, warmup=1)["run"].median / n * 1e6
+
+
 def per_call_us(fn, n: int, reps: int = 3) -> float:
     """fn() builds one call's graph; n calls evaluated together; us per call."""
-    out = []
-    mx.eval(fn())
-    for _ in range(reps):
-        t = time.perf_counter()
-        mx.eval([fn() for _ in range(n)])
-        out.append((time.perf_counter() - t) / n * 1e6)
-    return statistics.median(out)
+    return _median_us(lambda: mx.eval([fn() for _ in range(n)]), n, reps)
 
 
 def chain_us(step, x0, n: int, reps: int = 3) -> float:
     """x = step(x) n times, then eval: us per step (serial, like decode)."""
-    out = []
-    mx.eval(step(x0))
-    for _ in range(reps):
+    def run():
         x = x0
-        t = time.perf_counter()
         for _ in range(n):
             x = step(x)
         mx.eval(x)
-        out.append((time.perf_counter() - t) / n * 1e6)
-    return statistics.median(out)
+    return _median_us(run, n, reps)
 
 
 def _maxdiff(a, b) -> float:
@@ -448,21 +437,21 @@ def time_variant(orig, prompt, vname, args) -> dict:
     rec = {"options": kw, **resolved(opt), "optimize_s": time.perf_counter() - t}
     rec["correctness"] = correctness(orig, opt, prompt, args.check_tokens)
     log(f"  {vname}: correctness {rec['correctness']}")
-    base_fn, opt_fn = generate.mlx_lm_loop, generate.pipelined_loop
-    decode_timing(base_fn, orig, prompt, 8)            # warm-up (and compile traces)
-    decode_timing(opt_fn, opt, prompt, 8)
-    rounds = []
-    for r in range(args.reps):
-        bt = decode_timing(base_fn, orig, prompt, args.tokens)
-        ot = decode_timing(opt_fn, opt, prompt, args.tokens)
-        rounds.append({"baseline_tok_s": bt["decode_tok_s"],
-                       "optimized_tok_s": ot["decode_tok_s"],
-                       "ratio": ot["decode_tok_s"] / bt["decode_tok_s"]})
-        log(f"    round {r}: mlx-lm {bt['decode_tok_s']:.1f} tok/s, "
-            f"optimized {ot['decode_tok_s']:.1f} tok/s, x{rounds[-1]['ratio']:.2f}")
+    timed = measure.time_rounds({   # warm-up included (compile traces)
+        "baseline": lambda: decode_timing(generate.mlx_lm_loop, orig, prompt, args.tokens),
+        "optimized": lambda: decode_timing(generate.pipelined_loop, opt, prompt, args.tokens),
+    }, rounds=args.reps, warmup=1)
+    rounds = [{"baseline_tok_s": b["decode_tok_s"], "optimized_tok_s": o["decode_tok_s"],
+               "ratio": o["decode_tok_s"] / b["decode_tok_s"]}
+              for b, o in zip(timed.results["baseline"], timed.results["optimized"])]
+    ratio = timed.ratio("optimized", "baseline", "decode_tok_s")
+    for name, label in (("baseline", "mlx-lm decode"), ("optimized", f"{vname} decode")):
+        log(f"    {timed.measurement(name, 'decode_tok_s', label=label, unit='tok/s')!r}")
+    log(f"    {ratio!r}")
     rec["rounds"] = rounds
     rec["median"] = {k: statistics.median(x[k] for x in rounds)
                      for k in ("baseline_tok_s", "optimized_tok_s", "ratio")}
+    rec["ratio_ci"], rec["ratio_noise"] = list(ratio.ci), ratio.warning
     n_split = min(64, args.tokens)
     rec["split_baseline"] = host_split(orig, prompt, n_split)
     rec["split_optimized"] = host_split(opt, prompt, n_split)

@@ -2,8 +2,9 @@
 
 Runs mlx-lm's generate_step on a tiny random Llama (mlx-lm ModelArgs),
 interleaving unprofiled and profiled runs (counting mode, count_ops mode,
-eval-lock mode) in rotating order, and reports median decode tok/s per mode
-and the cost in % tok/s against the unprofiled median.
+eval-lock mode) in rotating order (mlxprof.measure.time_rounds), and reports
+median decode tok/s per mode and the cost in % tok/s: from the median of
+same-round ratios to the unprofiled run, with its 95% bootstrap interval.
 
 End-to-end numbers need a quiet machine: on a shared box other processes move
 tok/s by far more than the profiler does. So the script also measures the
@@ -11,7 +12,7 @@ profiler's own work per token in isolation (one hooked call, one step, op
 counting as recorded by the profile) and reports it as a share of the
 unprofiled token time ("modelled %"), which other load disturbs much less.
 
-    python scripts/profiler_overhead.py --tokens 64 --reps 15 --out out/profiler_overhead.json
+    python experiments/profiler_overhead.py --tokens 64 --reps 15 --out out/profiler_overhead.json
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
@@ -26,6 +28,7 @@ from mlx_lm.generate import generate_step
 from mlx_lm.models import llama
 
 import mlxprof
+from mlxprof import measure
 from mlxprof.graph import count_ops
 from mlxprof.provenance import collect, describe
 
@@ -49,23 +52,19 @@ def tiny_model(hidden: int, layers: int, vocab: int, seed: int = 0):
     return model
 
 
-def decode_run(model, prompt, n_tokens: int, opts) -> tuple[float, float, dict]:
+def decode_run(model, prompt, n_tokens: int, opts) -> dict:
     """Decode tok/s (wall), process CPU ms per token and op-count cost, measured
     from the first to the last token (prefill excluded)."""
-    stamps = []
     gen = generate_step(prompt, model, max_tokens=n_tokens)
     extra = {}
     if opts is None:
-        for _ in gen:
-            stamps.append((time.perf_counter(), time.process_time()))
+        t = measure.time_tokens(gen, cpu=True)
     else:
         with mlxprof.Profiler(**opts) as prof:
-            for _ in prof.track(gen):
-                stamps.append((time.perf_counter(), time.process_time()))
+            t = measure.time_tokens(prof.track(gen), cpu=True)
         extra = _count_cost(prof) if opts.get("count_ops") else {}
-    n = len(stamps) - 1
-    (w0, c0), (w1, c1) = stamps[0], stamps[-1]
-    return n / (w1 - w0), (c1 - c0) / n * 1e3, extra
+    cpu_ms = t.decode_cpu_s / (t.n_tokens - 1) * 1e3
+    return {"tok_s": t.decode_tok_per_s, "cpu_ms": cpu_ms, "extra": extra}
 
 
 def _count_cost(prof) -> dict:
@@ -78,14 +77,22 @@ def _count_cost(prof) -> dict:
             "ops_per_eval": statistics.mean(sum(e.ops.values()) for e in evals)}
 
 
-def _best_us(fn, n: int, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.thread_time()
+def _repeat(fn, n: int, profiled: str = "") -> None:
+    """n calls of fn(); under a fresh Profiler when `profiled` is "calls" (hooks
+    only) or "steps" (also tracking each call as a step)."""
+    if not profiled:
         for _ in range(n):
             fn()
-        best = min(best, (time.thread_time() - t) / n * 1e6)
-    return best
+        return
+    with mlxprof.Profiler() as prof:
+        for _ in (prof.track(range(n)) if profiled == "steps" else range(n)):
+            fn()
+
+
+def _thread_us(fns: dict, n: int, rounds: int = 5) -> dict:
+    """Median thread-CPU us per call of each `fns` entry, timed in interleaved rounds."""
+    r = measure.time_rounds(fns, rounds=rounds, warmup=1, timer=time.thread_time)
+    return {name: r[name].median / n * 1e6 for name in fns}
 
 
 def profiler_work_us(n: int = 20000) -> dict:
@@ -93,13 +100,13 @@ def profiler_work_us(n: int = 20000) -> dict:
     scalar) and per step (a track() iteration, with its memory reads)."""
     y = mx.array(1.0)
     mx.eval(y)
-    base = _best_us(y.item, n)
-    with mlxprof.Profiler():
-        hooked = _best_us(y.item, n)
-    loop = _best_us(lambda: [None for _ in range(100)], n // 100) / 100
-    with mlxprof.Profiler() as prof:
-        tracked = _best_us(lambda: [None for _ in prof.track(range(100))], n // 100) / 100
-    return {"hook_us_per_call": hooked - base, "step_us": tracked - loop}
+    item = lambda: y.item()  # noqa: E731 (looked up per call: inside the hooks)
+    calls = _thread_us({"base": lambda: _repeat(item, n),
+                        "hooked": lambda: _repeat(item, n, profiled="calls")}, n)
+    steps = _thread_us({"loop": lambda: _repeat(lambda: None, n),
+                        "tracked": lambda: _repeat(lambda: None, n, profiled="steps")}, n)
+    return {"hook_us_per_call": calls["hooked"] - calls["base"],
+            "step_us": steps["tracked"] - steps["loop"]}
 
 
 def graph_count_us(model, prompt) -> tuple[float, int]:
@@ -110,43 +117,42 @@ def graph_count_us(model, prompt) -> tuple[float, int]:
     mx.eval(model(prompt[None], cache=cache))
     logits = model(prompt[-1:][None], cache=cache)
     nodes = sum(count_ops(logits).values())
-    return _best_us(lambda: count_ops(logits), 20), nodes
+    def count() -> None:
+        count_ops(logits)
+
+    return _thread_us({"count": count}, 1, rounds=20)["count"], nodes
 
 
-def end_to_end(model, prompt, args) -> tuple[dict, dict, list]:
-    names = list(MODES)
-    for name in names:  # warm-up
-        decode_run(model, prompt, 8, MODES[name])
-    tok_s = {name: [] for name in names}
-    cpu_ms = {name: [] for name in names}
-    extras = []
-    for rep in range(args.reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
-            t, c, extra = decode_run(model, prompt, args.tokens, MODES[name])
-            tok_s[name].append(t)
-            cpu_ms[name].append(c)
-            extras += [extra] if extra else []
-    return tok_s, cpu_ms, extras
+def end_to_end(model, prompt, args) -> measure.Rounds:
+    """Every mode once per round, the order rotating from round to round."""
+    fns = {name: partial(decode_run, model, prompt, args.tokens, opts)
+           for name, opts in MODES.items()}
+    return measure.time_rounds(fns, rounds=args.reps, warmup=1, rotate=True)
 
 
-def _costs(tok_s: dict, cpu_ms: dict) -> dict:
-    med = {n: statistics.median(v) for n, v in tok_s.items()}
-    cpu = {n: statistics.median(v) for n, v in cpu_ms.items()}
-    off = tok_s["off"]
-    return {n: {"median_tok_s": med[n],
-                "cost_pct": 100 * (1 - med[n] / med["off"]),
-                "paired_cost_pct": 100 * (1 - statistics.median(
-                    p / o for p, o in zip(v, off))),
-                "best_of_cost_pct": 100 * (1 - max(v) / max(off)),
-                "median_cpu_ms_per_token": cpu[n],
-                "cpu_cost_pct": 100 * (cpu[n] / cpu["off"] - 1)}
-            for n, v in tok_s.items()}
+def _costs(rounds: measure.Rounds) -> dict:
+    out = {}
+    for n in rounds.results:
+        tok, cpu = rounds.measurement(n, "tok_s"), rounds.measurement(n, "cpu_ms")
+        paired = rounds.ratio(n, "off", "tok_s")
+        cpu_off = rounds.measurement("off", "cpu_ms").median
+        out[n] = {"median_tok_s": tok.median, "tok_s_ci": list(tok.ci),
+                  "cost_pct": 100 * (1 - tok.median / rounds.measurement("off", "tok_s").median),
+                  "paired_cost_pct": 100 * (1 - paired.median),
+                  "paired_cost_pct_ci": [100 * (1 - paired.ci[1]), 100 * (1 - paired.ci[0])],
+                  "paired_noise": paired.warning,
+                  "median_cpu_ms_per_token": cpu.median,
+                  "cpu_cost_pct": 100 * (cpu.median / cpu_off - 1)}
+    return out
 
 
 def run(args) -> dict:
     model = tiny_model(args.hidden, args.layers, args.vocab)
     prompt = mx.array(list(range(1, 17)), dtype=mx.int32)
-    tok_s, cpu_ms, extras = end_to_end(model, prompt, args)
+    rounds = end_to_end(model, prompt, args)
+    tok_s = {n: [r["tok_s"] for r in v] for n, v in rounds.results.items()}
+    cpu_ms = {n: [r["cpu_ms"] for r in v] for n, v in rounds.results.items()}
+    extras = [r["extra"] for r in rounds.results["count_ops"]]
     work = profiler_work_us()
     counting = {k: statistics.median(e[k] for e in extras) for k in extras[0]}
     g_us, g_nodes = graph_count_us(model, prompt)
@@ -157,8 +163,11 @@ def run(args) -> dict:
         "config": {"model": "llama (mlx-lm ModelArgs, random weights)", "hidden": args.hidden,
                    "layers": args.layers, "vocab": args.vocab, "tokens": args.tokens,
                    "reps": args.reps, "prompt_tokens": int(prompt.size)},
-        "modes": _costs(tok_s, cpu_ms),
+        "statistics": {"confidence": measure.CONFIDENCE, "noise_rule": measure.NOISE_RULE,
+                       "order": "rotating interleaved rounds (mlxprof.measure.time_rounds)"},
+        "modes": _costs(rounds),
         "runs_tok_s": tok_s, "runs_cpu_ms_per_token": cpu_ms,
+        "round_order": rounds.order,
         "profiler_work_us": {**work, "per_token_counting": base_us,
                              "per_token_count_ops": base_us + counting["us_per_token"]},
         "modelled_cost_pct": {"counting": 100 * base_us / token_us,
@@ -173,17 +182,22 @@ def print_table(res: dict) -> None:
     print(f"profiler overhead on {describe(res['provenance'])}")
     print(f"tiny llama hidden={c['hidden']} layers={c['layers']} vocab={c['vocab']}, "
           f"{c['tokens']} tokens x {c['reps']} interleaved reps\n")
-    head = ["mode", "tok/s", "cost %", "paired %", "best-of %", "CPU ms/tok", "CPU cost %"]
-    print("".join(f"{h:>11}" if i else f"{h:<10}" for i, h in enumerate(head)))
+    head = ["mode", "tok/s", "cost %", "paired % [95% CI]", "CPU ms/tok", "CPU cost %"]
+    body = []
     for name, m in res["modes"].items():
-        vals = [m["cost_pct"], m["paired_cost_pct"], m["best_of_cost_pct"]]
-        cells = [f"{v:11.2f}" if name != "off" else f"{'-':>11}" for v in vals]
-        cpu = f"{m['cpu_cost_pct']:11.2f}" if name != "off" else f"{'-':>11}"
-        print(f"{name:<10}{m['median_tok_s']:11.1f}{''.join(cells)}"
-              f"{m['median_cpu_ms_per_token']:11.3f}{cpu}")
+        off = name == "off"
+        lo, hi = m["paired_cost_pct_ci"]
+        paired = f"{m['paired_cost_pct']:.2f} [{lo:.2f} to {hi:.2f}]" + (
+            "*" if m["paired_noise"] else "")
+        body.append([name, f"{m['median_tok_s']:.1f}",
+                     "-" if off else f"{m['cost_pct']:.2f}", "-" if off else paired,
+                     f"{m['median_cpu_ms_per_token']:.3f}",
+                     "-" if off else f"{m['cpu_cost_pct']:.2f}"])
+    print(measure.format_table(head, body))
     w, mc, co = res["profiler_work_us"], res["modelled_cost_pct"], res["count_ops"]
     print("\ncost % = 1 - median tok/s / unprofiled median; paired % = from the median of "
-          "per-rep ratios;\nbest-of % = fastest run vs fastest run; CPU = process CPU time")
+          "same-round ratios,\nwith its bootstrap interval; * noisy "
+          f"({measure.NOISE_RULE}); CPU = process CPU time")
     print(f"\nprofiler work: {w['hook_us_per_call']:.2f} us per hooked call, "
           f"{w['step_us']:.2f} us per step")
     print(f"modelled cost: counting {mc['counting']:.2f}%, count_ops {mc['count_ops']:.2f}% "

@@ -45,7 +45,9 @@ def _add_bench(sub) -> None:
     p = sub.add_parser(
         "bench", help="time decode loops side by side (default: the README run)",
         description="Time decode loops on models, interleaved repetitions, "
-                    "ratios to a baseline measured in the same run.")
+                    "ratios to a baseline measured in the same run; every value "
+                    "with its 95% bootstrap interval, noisy ones marked '*' "
+                    "(docs/measuring.md).")
     p.add_argument("--models", type=_csv_list, default=",".join(DEFAULT.models),
                    help="comma-separated model names (default: %(default)s)")
     p.add_argument("--scale", default=DEFAULT.scale,
@@ -59,7 +61,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--prompt-tokens", type=int, default=DEFAULT.prompt_tokens,
                    help="prompt length (default: %(default)s)")
     p.add_argument("--reps", type=int, default=DEFAULT.reps,
-                   help="interleaved repetitions (default: %(default)s)")
+                   help="interleaved repetitions (rounds); use >= 10 for numbers "
+                        "you publish (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=DEFAULT.warmup,
                    help="warm-up runs per loop (default: %(default)s)")
     p.add_argument("--warmup-tokens", type=int, default=DEFAULT.warmup_tokens,

@@ -1,13 +1,17 @@
 """Bench harness: interleaving, ratio math, statistics, roofline, outputs."""
 import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
 
 import mlxprof
+from mlxprof import measure
 from mlxprof.lab import bench, roofline
 from mlxprof.decode import Loop
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:
@@ -70,6 +74,8 @@ def test_interleaved_order_and_exact_speeds():
     assert rows["fast"]["prompt_ratio_vs_baseline"] == pytest.approx(2.0)
     assert rows["base"]["ratio_vs_baseline"] == pytest.approx(1.0)
     assert rows["fast"]["decode_tok_per_s_iqr"] == pytest.approx(0.0)
+    assert rows["fast"]["ratio_vs_baseline_ci"] == pytest.approx([2.0, 2.0])
+    assert rows["fast"]["noise"] == {} and "noisy" not in res.table()
 
 
 def test_ratio_is_median_of_same_round_ratios():
@@ -85,6 +91,76 @@ def test_ratio_is_median_of_same_round_ratios():
         *np.percentile([1.1, 3.0, 1.1], [75, 25])))
     assert "median over rounds" in " ".join(run_fake(
         [fake_loop("base", clock, [], [1] * 4, [1] * 4)], clock).notes)
+
+
+def test_ratio_interval_and_noise_flags(tmp_path):
+    clock, log = Clock(), []
+    # same rounds as above: decode tok/s base 10, 20, 40; other 11, 60, 44
+    base = fake_loop("base", clock, log, [1] * 4, [1, 1 / 10, 1 / 20, 1 / 40])
+    other = fake_loop("other", clock, log, [1] * 4, [1, 1 / 11, 1 / 60, 1 / 44])
+    res = run_fake([base, other], clock)
+    row = res.rows[1]
+    # three rounds: each extreme is the resampled median with probability 7/27, so
+    # the 95% interval is the range of the ratios 1.1, 3.0, 1.1 and of 11, 60, 44
+    assert row["ratio_vs_baseline_ci"] == pytest.approx([1.1, 3.0])
+    assert row["decode_tok_per_s_ci"] == pytest.approx([11.0, 60.0])
+    assert set(row["noise"]) == {"decode_tok_per_s", "ratio_vs_baseline"}
+    assert res.ratio("m1", "other").values == pytest.approx((1.1, 3.0, 1.1))
+    assert res.ratio("m1", "other").rounds == (0, 1, 2)
+    text = repr(res)
+    assert text == res.table() and "{'" not in text and len(text) < 3000
+    assert "1.10x [1.10-3.00]*" in text and "44.0 [11.0-60.0]*" in text
+    assert "* m1 (small) other: decode tok/s: IQR 56%" in text
+    assert "1.10x [1.10-3.00]*" in res._repr_html_() and "<table>" in res._repr_html_()
+    assert "other / base" in repr(res.compare())
+    with pytest.raises(ValueError, match="no runs of loop 'nope'"):
+        res.measurement("m1", "nope")
+    d = json.loads(res.to_json(tmp_path / "r.json").read_text())
+    assert d["rows"][1]["ratio_vs_baseline_ci"] == pytest.approx([1.1, 3.0])
+    assert d["config"]["statistics"]["noise_rule"] == measure.NOISE_RULE
+    assert [r["decode_tok_per_s"] for r in d["raw"] if r["loop"] == "other"] == \
+        pytest.approx([11.0, 60.0, 44.0])
+
+
+def test_pool_keeps_rounds_paired_across_runs():
+    clock = Clock()
+    runs = []
+    for base_s, other_s in (([1 / 10, 1 / 20, 1 / 40], [1 / 11, 1 / 60, 1 / 44]),
+                            ([1 / 10, 1 / 10, 1 / 10], [1 / 30, 1 / 30, 1 / 30])):
+        runs.append(run_fake([fake_loop("base", clock, [], [1] * 4, [1, *base_s]),
+                              fake_loop("other", clock, [], [1] * 4, [1, *other_s])], clock))
+    pooled = bench.pool(runs)
+    ratio = pooled.ratio("m1", "other")
+    assert ratio.values == pytest.approx((1.1, 3.0, 1.1, 3.0, 3.0, 3.0))
+    assert ratio.rounds == (0, 1, 2, 3, 4, 5) and pooled.config["reps"] == 6
+    row = pooled.rows[1]
+    assert row["ratio_vs_baseline"] == pytest.approx(3.0) and row["reps"] == 6
+    assert row["ratio_vs_baseline_ci"] == pytest.approx(list(ratio.ci))
+    assert [r["call"] for r in pooled.raw] == [0] * 6 + [1] * 6
+    assert "6 interleaved reps in 2 runs" in pooled.table()
+    other = run_fake([fake_loop("base", clock, [], [1] * 4, [1] * 4)], clock, tokens=5)
+    with pytest.raises(bench.BenchError, match="differs from result 0 in loops, tokens"):
+        bench.pool([runs[0], other])
+
+
+def _stored_bench_files() -> list:
+    files = [p for p in sorted((ROOT / "data" / "results").rglob("*.json"))
+             if json.loads(p.read_text()).get("schema", "").startswith(
+                 ("mlxprof.bench/", "mlxprof.lab.bench/"))]
+    assert files, "data/results holds no bench JSON"
+    return files
+
+
+def test_stored_results_still_load_and_reproduce_their_ratios():
+    for path in _stored_bench_files():
+        res = bench.load_result(path)
+        for row in res.rows:
+            if row.get("ratio_vs_baseline") is not None:   # written before intervals
+                assert res.ratio(row["model"], row["loop"]).median == pytest.approx(
+                    row["ratio_vs_baseline"], rel=1e-9), (path.name, row["loop"])
+        text = repr(res)
+        assert "[95% CI]" in text and "{'" not in text and len(text) < 6000, path.name
+        assert "values: median over repetitions" not in text   # the cells show CIs now
 
 
 def test_baseline_added_when_missing_and_none_disables_ratios():

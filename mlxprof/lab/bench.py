@@ -9,6 +9,8 @@ drift hits all loops alike. Each run decodes `tokens` greedy tokens after a
 - decode tok/s = (tokens - 1) / time from the first to the last token (2..N);
 - ratio vs the baseline loop = median over rounds of (loop tok/s / baseline
   tok/s in the same round): paired, so drift between rounds cancels;
+- every value is a mlxprof.measure.Measurement: the median with a bootstrap
+  95% interval, noisy cells marked '*' (docs/measuring.md);
 - roofline = bandwidth / weight bytes read per token (mlxprof.lab.roofline).
 
 Example:
@@ -25,19 +27,21 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import mlx.core as mx
 
-from mlxprof import decode
+from mlxprof import decode, measure
+from mlxprof.measure import Measurement, iqr, median  # noqa: F401 (bench.median, bench.iqr)
 from mlxprof.lab import models, roofline
 from mlxprof.lab.models.external import looks_loadable
 from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
-           "check_config", "check_writable", "load_result"]
+           "check_config", "check_writable", "load_result", "pool"]
 
 SCHEMA = "mlxprof.lab.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"
@@ -229,39 +233,6 @@ def check_config(cfg: BenchConfig, custom_loader: bool = False) -> list[Loop]:
 
 
 # --------------------------------------------------------------------------
-# statistics
-
-
-def _quantile(xs: Sequence[float], q: float) -> float:
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    pos = (len(s) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def median(xs: Sequence[float]) -> float:
-    """Median (linear interpolation, like numpy).
-
-    Example:
-        >>> median([3.0, 1.0, 2.0, 10.0])
-        2.5
-    """
-    return _quantile(xs, 0.5)
-
-
-def iqr(xs: Sequence[float]) -> float:
-    """Interquartile range q75 - q25 (linear interpolation, like numpy).
-
-    Example:
-        >>> iqr([1.0, 2.0, 3.0, 4.0, 5.0])
-        2.0
-    """
-    return _quantile(xs, 0.75) - _quantile(xs, 0.25)
-
-
-# --------------------------------------------------------------------------
 # one timed run
 
 
@@ -285,24 +256,14 @@ def time_run(fn: Callable, model, prompt: mx.array, tokens: int,
         >>> t = time_run(decode.LOOPS["sync"].fn, model, prompt, 16)  # doctest: +SKIP
         >>> t.decode_tok_per_s                                          # doctest: +SKIP
     """
-    t0 = timer()
-    t_first = None
-    n = 0
-    for _ in fn(model, prompt, tokens, **kwargs):
-        n += 1
-        if n == 1:
-            t_first = timer()
-    t_end = timer()
+    t = measure.time_tokens(fn(model, prompt, tokens, **kwargs), timer)
     decode.synchronize()  # drain leftover async work outside the timed window
-    if t_first is None:
+    if not t.n_tokens:
         raise RuntimeError("the loop yielded no token")
-    ttft_s, decode_s = t_first - t0, t_end - t_first
-    prompt_n = int(prompt.size)
     return RunTiming(
-        n_tokens=n, ttft_s=ttft_s, decode_s=decode_s,
-        prompt_tok_per_s=prompt_n / ttft_s if ttft_s > 0 else float("nan"),
-        decode_tok_per_s=(n - 1) / decode_s if decode_s > 0 and n > 1 else float("nan"),
-    )
+        n_tokens=t.n_tokens, ttft_s=t.ttft_s, decode_s=t.decode_s,
+        prompt_tok_per_s=int(prompt.size) / t.ttft_s if t.ttft_s > 0 else float("nan"),
+        decode_tok_per_s=t.decode_tok_per_s)
 
 
 # --------------------------------------------------------------------------
@@ -405,17 +366,20 @@ def _warm_up(name, loops, models, prompt, cfg, timer, bar) -> None:
 def _timed_rounds(name, scale, loops, models, prompt, cfg, timer, bar,
                   seq0: int) -> list[dict]:
     """Round r runs every loop once, in the given order; one dict per run."""
-    raw = []
-    for rep in range(cfg.reps):
-        for lp in loops:
-            bar.set_postfix_str(f"{name} {lp.name} rep {rep + 1}/{cfg.reps}")
-            t = time_run(lp.fn, models[lp.name], prompt, cfg.tokens, timer,
-                         prefill_step_size=cfg.prefill_step_size)
-            raw.append({"model": name, "scale": scale, "loop": lp.name,
-                        "rep": rep, "seq": seq0 + len(raw),
-                        "prompt_tokens": int(prompt.size), **asdict(t)})
-            bar.update()
-    return raw
+    def run_once(lp):
+        t = time_run(lp.fn, models[lp.name], prompt, cfg.tokens, timer,
+                     prefill_step_size=cfg.prefill_step_size)
+        bar.update()
+        return t
+
+    def show(rep, loop):
+        bar.set_postfix_str(f"{name} {loop} rep {rep + 1}/{cfg.reps}")
+
+    rounds = measure.time_rounds({lp.name: partial(run_once, lp) for lp in loops},
+                                 rounds=cfg.reps, warmup=0, before_call=show)
+    return [{"model": name, "scale": scale, "loop": loop, "rep": rep, "seq": seq0 + i,
+             "prompt_tokens": int(prompt.size), **asdict(rounds.results[loop][rep])}
+            for i, (rep, loop) in enumerate(rounds.order)]
 
 
 def _bench_model(name: str, lm, loops: list[Loop], cfg: BenchConfig, timer,
@@ -485,44 +449,66 @@ def run(models: Optional[Sequence[str]] = None, loops: Optional[Sequence] = None
 # --------------------------------------------------------------------------
 # summarising
 
+QUANTITIES = {"decode_tok_per_s": "decode tok/s", "prompt_tok_per_s": "prompt tok/s"}
 
-def _ratios(raw: list[dict], model: str, loop: str, baseline: Optional[str],
-            key: str) -> list[float]:
+
+def _measurement(raw: list[dict], model: str, loop: str, key: str) -> Measurement:
+    """One loop's per-round values of `key` on `model`, labelled with their rounds."""
+    runs = [r for r in raw if r["model"] == model and r["loop"] == loop]
+    return Measurement(tuple(r[key] for r in runs), label=f"{model} {loop}",
+                       unit=QUANTITIES.get(key, ""), rounds=tuple(r["rep"] for r in runs))
+
+
+def _ratio(raw: list[dict], model: str, loop: str, baseline: Optional[str],
+           key: str) -> Optional[Measurement]:
+    """loop / baseline on `model`: the median of same-round ratios (or None)."""
     if baseline is None:
-        return []
-    base = {r["rep"]: r[key] for r in raw
-            if r["model"] == model and r["loop"] == baseline}
-    return [r[key] / base[r["rep"]] for r in raw
-            if r["model"] == model and r["loop"] == loop
-            and base.get(r["rep"]) and not math.isnan(r[key])]
+        return None
+    return measure.ratio(_measurement(raw, model, loop, key),
+                         _measurement(raw, model, baseline, key),
+                         label=f"{model} {loop} / {baseline} {QUANTITIES.get(key, key)}")
 
 
-def _cell(raw, model, loop: Loop, cfg, info, bw_gbs, profile) -> dict:
-    runs = [r for r in raw if r["model"] == model and r["loop"] == loop.name]
-    dec = [r["decode_tok_per_s"] for r in runs]
-    pro = [r["prompt_tok_per_s"] for r in runs]
-    ratios = _ratios(raw, model, loop.name, cfg.baseline, "decode_tok_per_s")
-    pratios = _ratios(raw, model, loop.name, cfg.baseline, "prompt_tok_per_s")
+def _stat_fields(prefix: str, m: Optional[Measurement]) -> dict:
+    if m is None or not m.n:
+        return {prefix: None, f"{prefix}_iqr": None, f"{prefix}_ci": None}
+    return {prefix: m.median, f"{prefix}_iqr": m.iqr, f"{prefix}_ci": list(m.ci)}
+
+
+def _row_stats(raw, model: str, loop: str, baseline: Optional[str]) -> dict:
+    """A row's Measurements: tok/s, and the paired ratios to the baseline (or None)."""
+    return {"decode_tok_per_s": _measurement(raw, model, loop, "decode_tok_per_s"),
+            "prompt_tok_per_s": _measurement(raw, model, loop, "prompt_tok_per_s"),
+            "ratio_vs_baseline": _ratio(raw, model, loop, baseline, "decode_tok_per_s"),
+            "prompt_ratio_vs_baseline": _ratio(raw, model, loop, baseline,
+                                               "prompt_tok_per_s")}
+
+
+def _cell(raw, model, loop: str, cfg, info, bw_gbs, profile) -> dict:
+    stats = _row_stats(raw, model, loop, cfg.baseline)
     bpt = info.get("bytes_per_token")
-    dec_med = median(dec)
-    row = {
-        "model": model, "scale": info.get("scale", cfg.scale), "loop": loop.name,
-        "reps": len(runs),
-        "tokens": cfg.tokens, "prompt_tokens": cfg.prompt_tokens,
-        "decode_tok_per_s": dec_med, "decode_tok_per_s_iqr": iqr(dec),
-        "prompt_tok_per_s": median(pro), "prompt_tok_per_s_iqr": iqr(pro),
-        "baseline": cfg.baseline,
-        "ratio_vs_baseline": median(ratios) if ratios else None,
-        "ratio_vs_baseline_iqr": iqr(ratios) if ratios else None,
-        "prompt_ratio_vs_baseline": median(pratios) if pratios else None,
+    dec_med = stats["decode_tok_per_s"].median
+    row = {"model": model, "scale": info.get("scale", cfg.scale), "loop": loop,
+           "reps": sum(1 for r in raw if r["model"] == model and r["loop"] == loop),
+           "tokens": cfg.tokens, "prompt_tokens": cfg.prompt_tokens,
+           "baseline": cfg.baseline}
+    for key, m in stats.items():
+        row.update(_stat_fields(key, m))
+    row.update({
+        "noise": {k: m.warning for k, m in stats.items() if m is not None and m.noisy},
         "weights_bytes_per_token": bpt,
         "roofline_tok_per_s": (roofline.roofline_tok_per_s(bpt, bw_gbs)
                                if bpt and bw_gbs else None),
         "roofline_fraction": roofline.roofline_fraction(dec_med, bpt, bw_gbs),
-    }
+    })
     if cfg.profile:
         row.update(profile or {})
     return row
+
+
+STATISTICS = {"confidence": measure.CONFIDENCE, "bootstrap_resamples": measure.BOOTSTRAP,
+              "seed": measure.SEED, "noise_rule": measure.NOISE_RULE,
+              "ratio": RATIO_METHOD}
 
 
 def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
@@ -530,16 +516,15 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
 
     prov = provenance.collect()
     bw_gbs, bw_note = roofline.resolve(prov.get("device"), cfg.bandwidth_gbs)
-    rows = [_cell(raw, m, lp, cfg, infos[m], bw_gbs,
+    rows = [_cell(raw, m, lp.name, cfg, infos[m], bw_gbs,
                   profiles.get(m, {}).get(lp.name))
             for m in cfg.models for lp in loops]
     notes = [
         "decode tok/s: tokens 2..N over the time from first to last token; "
         "prompt tok/s: prompt tokens / time to first token",
-        f"ratio_vs_baseline: {RATIO_METHOD}" if cfg.baseline else
-        "no baseline: ratios not computed",
+        f"ratio_vs_baseline: {RATIO_METHOD}, its interval bootstrapped over rounds"
+        if cfg.baseline else "no baseline: ratios not computed",
         f"roofline: {bw_note}",
-        "values: median over repetitions, with the interquartile range (IQR)",
     ]
     if cfg.dtype == "auto" and resolve_dtype("auto") == "float32":
         notes.append("weights float32 (--dtype auto on the CPU backend: MLX's CPU "
@@ -550,6 +535,7 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
     config["loop_descriptions"] = {lp.name: lp.description for lp in loops}
     config["bandwidth_gbs_used"] = bw_gbs
     config["dtype_used"] = resolve_dtype(cfg.dtype) or "model default"
+    config["statistics"] = dict(STATISTICS)
     return BenchResult(config=config, provenance=prov, rows=rows, raw=raw,
                        models=infos, notes=notes)
 
@@ -564,30 +550,26 @@ def _fmt(x, spec: str = ".1f", blank: str = "") -> str:
     return format(x, spec)
 
 
-def _fmt_speed(med, spread) -> str:
-    if med is None or (isinstance(med, float) and math.isnan(med)):
-        return ""
-    return f"{_fmt(med, '.1f')} ±{_fmt(spread, '.1f')}"
+def _cell_text(m: Optional[Measurement], decimals: int) -> str:
+    return m.text(decimals) if m is not None and m.n else ""
 
 
-def _render(header: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
-              for i, h in enumerate(header)]
-    aligned = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([aligned(header), rule] + [aligned(r) for r in body])
-
-
-@dataclass
+@dataclass(repr=False)
 class BenchResult:
     """What `run` measured: `rows` (one dict per model x loop), `raw` (one
     dict per timed run), `config`, `provenance`, `models`, `notes`.
 
+    `repr` (and `print`) give the table; Jupyter shows it as HTML. Each
+    tok/s cell and ratio is the median over rounds with its 95% bootstrap
+    interval, '*' marks a noisy one (mlxprof.measure.NOISE_RULE), and
+    `measurement()` / `ratio()` return them as Measurements, recomputed from
+    the raw rounds (also for files written before intervals existed).
+
     Example:
         >>> res = load_result("out/bench.json")                 # doctest: +SKIP
-        >>> print(res.table())                                  # doctest: +SKIP
-        >>> res.rows[0]["decode_tok_per_s"]                     # doctest: +SKIP
+        >>> res                                                 # doctest: +SKIP
+        >>> res.ratio("qwen3-8b", "fast")                       # doctest: +SKIP
+        qwen3-8b fast / mlx_lm decode tok/s: <median>x (95% CI <low>-<high>x, IQR <iqr>, n=<rounds>)
     """
 
     config: dict
@@ -597,24 +579,51 @@ class BenchResult:
     models: dict
     notes: list
 
+    def measurement(self, model: str, loop: str,
+                    quantity: str = "decode_tok_per_s") -> Measurement:
+        """`loop`'s `quantity` on `model` (decode_tok_per_s or prompt_tok_per_s)."""
+        self._check(model, loop, quantity)
+        return _measurement(self.raw, model, loop, quantity)
+
+    def ratio(self, model: str, loop: str,
+              quantity: str = "decode_tok_per_s") -> Optional[Measurement]:
+        """`loop` / the baseline on `model`, paired by round; None without a baseline."""
+        self._check(model, loop, quantity)
+        return _ratio(self.raw, model, loop, self.config.get("baseline"), quantity)
+
+    def _check(self, model: str, loop: str, quantity: str) -> None:
+        if quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {quantity!r}; known: {', '.join(QUANTITIES)}")
+        if not any(r["model"] == model and r["loop"] == loop for r in self.raw):
+            pairs = sorted({f"{r['model']}/{r['loop']}" for r in self.raw})
+            raise ValueError(f"no runs of loop {loop!r} on model {model!r}; "
+                             f"measured: {', '.join(pairs)}")
+
+    def compare(self, quantity: str = "decode_tok_per_s") -> measure.Compare:
+        """Models x loops of `quantity`, with paired ratios to the baseline loop."""
+        cells = {(f"{r['model']} ({r['scale']})", r["loop"]):
+                 self.measurement(r["model"], r["loop"], quantity) for r in self.rows}
+        return measure.compare_measurements(cells, baseline=self.config.get("baseline"),
+                                            title=QUANTITIES[quantity])
+
     def _header(self) -> list[str]:
         base = self.config.get("baseline")
-        cols = ["model", "loop", "decode tok/s ±IQR", "prompt tok/s ±IQR"]
-        cols += [f"x {base}"] if base else []
+        ci = f"[{measure.CONFIDENCE:.0%} CI]"
+        cols = ["model", "loop", f"decode tok/s {ci}", f"prompt tok/s {ci}"]
+        cols += [f"x {base} {ci}"] if base else []
         cols += ["MB/token", "% roofline"]
         if self.config.get("profile"):
             cols += ["evals", "syncs", "ops", "host ms", "submit ms", "blocked ms"]
         return cols
 
-    def _line(self, row: dict) -> list[str]:
+    def _line(self, row: dict, stats: dict) -> list[str]:
         bpt = row.get("weights_bytes_per_token")
         frac = row.get("roofline_fraction")
         cells = [f"{row['model']} ({row['scale']})", row["loop"],
-                 _fmt_speed(row["decode_tok_per_s"], row["decode_tok_per_s_iqr"]),
-                 _fmt_speed(row["prompt_tok_per_s"], row["prompt_tok_per_s_iqr"])]
+                 _cell_text(stats["decode_tok_per_s"], 1),
+                 _cell_text(stats["prompt_tok_per_s"], 1)]
         if self.config.get("baseline"):
-            cells.append(_fmt(row.get("ratio_vs_baseline"), ".2f") + "x"
-                         if row.get("ratio_vs_baseline") is not None else "")
+            cells.append(_cell_text(stats["ratio_vs_baseline"], 2))
         cells += [_fmt(bpt / 1e6 if bpt else None, ".1f"),
                   _fmt(frac * 100 if frac is not None else None, ".1f")]
         if self.config.get("profile"):
@@ -624,23 +633,56 @@ class BenchResult:
                 ("submit_ms_per_tok", ".2f"), ("blocked_ms_per_tok", ".2f"))]
         return cells
 
-    def table(self) -> str:
-        """A readable table with a provenance caption and notes underneath."""
+    def _noise_notes(self, all_stats: list) -> list[str]:
+        """One line per row with a noisy value: which, and why."""
+        names = {**QUANTITIES, "ratio_vs_baseline": f"x {self.config.get('baseline')}"}
+        lines = []
+        for row, stats in zip(self.rows, all_stats):
+            bad = [f"{names[k]}: {m.warning}" for k, m in stats.items()
+                   if k in names and m is not None and m.noisy]
+            if bad:
+                lines.append(f"* {row['model']} ({row['scale']}) {row['loop']}: "
+                             + "; ".join(bad))
+        rule = f"* noisy: {measure.NOISE_RULE}"
+        return [rule] + lines if lines else []
+
+    def _caption(self) -> str:
         from mlxprof.provenance import describe
 
         c = self.config
-        caption = (f"{describe(self.provenance)}; commit "
-                   f"{self.provenance.get('git_commit') or '?'}\n"
-                   f"prompt {c['prompt_tokens']} tokens, decode {c['tokens']} tokens, "
-                   f"{c['reps']} interleaved reps after {c['warmup']} warm-up run(s) "
-                   f"of {min(c['tokens'], c.get('warmup_tokens') or c['tokens'])} "
-                   f"tokens per loop, greedy, weights {c.get('dtype_used', '?')}")
-        body = _render(self._header(), [self._line(r) for r in self.rows])
-        notes = "\n".join(f"- {n}" for n in self.notes)
-        return f"{caption}\n\n{body}\n\n{notes}"
+        return (f"{describe(self.provenance)}; commit "
+                f"{self.provenance.get('git_commit') or '?'}\n"
+                f"prompt {c['prompt_tokens']} tokens, decode {c['tokens']} tokens, "
+                f"{c['reps']} interleaved reps"
+                + (f" in {c['pooled_calls']} runs" if c.get("pooled_calls") else "")
+                + f" after {c['warmup']} warm-up run(s) "
+                f"of {min(c['tokens'], c.get('warmup_tokens') or c['tokens'])} "
+                f"tokens per loop, greedy, weights {c.get('dtype_used', '?')}")
+
+    def _parts(self):
+        stats = [_row_stats(self.raw, r["model"], r["loop"], self.config.get("baseline"))
+                 for r in self.rows]
+        body = [self._line(r, s) for r, s in zip(self.rows, stats)]
+        cells = (f"cells: median over rounds [{measure.CONFIDENCE:.0%} bootstrap "
+                 "interval of the median]; raw rounds, IQRs and intervals in the JSON")
+        # files written before intervals existed describe their cells as IQRs
+        kept = [n for n in self.notes if not n.startswith("values: median over rep")]
+        return body, [cells] + kept + self._noise_notes(stats)
+
+    def table(self) -> str:
+        """A readable table with a provenance caption, notes and noise warnings."""
+        body, notes = self._parts()
+        table = measure.format_table(self._header(), body, left=2)
+        return f"{self._caption()}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes)
 
     def __str__(self) -> str:
         return self.table()
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        body, notes = self._parts()
+        return measure.html_table(self._header(), body, self._caption(), notes)
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (the `to_json` content)."""
@@ -698,3 +740,65 @@ def load_result(path: Union[str, Path]) -> BenchResult:
     return BenchResult(config=d["config"], provenance=d["provenance"],
                        rows=d["rows"], raw=d["raw"], models=d.get("models", {}),
                        notes=d.get("notes", []))
+
+
+# --------------------------------------------------------------------------
+# pooling runs of one benchmark
+
+POOL_CONFIG = ("models", "loops", "baseline", "scale", "tokens", "prompt_tokens",
+               "dtype_used", "prefill_step_size")
+POOL_PROVENANCE = ("device", "backend", "mlx", "mlx_lm", "git_commit")
+
+
+def _check_poolable(results: Sequence[BenchResult]) -> None:
+    if not results:
+        raise BenchError("pool: no results given")
+    first = results[0]
+    for k, res in enumerate(results[1:], 1):
+        diff = [key for key in POOL_CONFIG if res.config.get(key) != first.config.get(key)]
+        diff += [key for key in POOL_PROVENANCE
+                 if res.provenance.get(key) != first.provenance.get(key)]
+        if diff:
+            raise BenchError(f"pool: result {k} differs from result 0 in "
+                             f"{', '.join(diff)}; pool only runs of one benchmark "
+                             "(same models, loops, settings, machine and commit)")
+
+
+def _pooled_raw(results: Sequence[BenchResult]) -> tuple[list, int]:
+    """Every run, rounds numbered one call after another; `call` says whose."""
+    raw, offset = [], 0
+    for k, res in enumerate(results):
+        raw += [{**r, "call": k, "rep": offset + r["rep"], "seq": len(raw) + i}
+                for i, r in enumerate(res.raw)]
+        offset += 1 + max((r["rep"] for r in res.raw), default=-1)
+    return raw, offset
+
+
+def pool(results: Sequence[BenchResult]) -> BenchResult:
+    """Several runs of one benchmark (e.g. separate machine calls) as one result.
+
+    Each call's rounds stay rounds of their own (numbered on), so ratios are
+    still paired within a round and the intervals are bootstrapped over all
+    rounds of all calls. The runs must agree on models, loops, baseline,
+    tokens, prompt, scale, dtype, device, versions and commit. Profile
+    columns (from a profiled pass, not timed) come from the first result.
+
+    Example:
+        >>> a, b = load_result("call1.json"), load_result("call2.json")  # doctest: +SKIP
+        >>> print(pool([a, b]))                                           # doctest: +SKIP
+    """
+    _check_poolable(results)
+    first = results[0]
+    raw, reps = _pooled_raw(results)
+    config = {**first.config, "reps": reps, "pooled_calls": len(results)}
+    cfg = BenchConfig(**{f.name: config[f.name] for f in fields(BenchConfig)
+                         if f.name in config})
+    keep = [*PROFILE_COLUMNS.values(), "recording"]
+    rows = [_cell(raw, r["model"], r["loop"], cfg, first.models.get(r["model"], {}),
+                  config.get("bandwidth_gbs_used"), {k: r[k] for k in keep if k in r})
+            for r in first.rows]
+    dates = ", ".join(str(r.provenance.get("date")) for r in results)
+    notes = list(first.notes) + [f"pooled from {len(results)} runs (dates {dates}): "
+                                 "rounds numbered on, ratios paired within each round"]
+    return BenchResult(config=config, provenance={**first.provenance, "pooled_dates": dates},
+                       rows=rows, raw=raw, models=first.models, notes=notes)
