@@ -36,3 +36,10 @@ def test_design_doc_lists_the_real_imports():
     real, doc = real_edges(), documented_edges()
     assert doc == real, ("docs/design.md's import list differs from the code; "
                          "replace it with:\n" + "\n".join(real))
+
+
+if __name__ == "__main__":  # python tests/test_design_doc.py rewrites the list
+    text = DOC.read_text()
+    start = text.index("<!-- imports -->\n```\n") + len("<!-- imports -->\n```\n")
+    end = text.index("```", start)
+    DOC.write_text(text[:start] + "\n".join(real_edges()) + "\n" + text[end:])

@@ -22,17 +22,20 @@ def test_every_stored_run_has_a_page():
 def test_a_changed_number_makes_the_page_stale(tmp_path):
     root = tmp_path / "results"
     root.mkdir()
+    raw = [{"model": "m", "scale": "tiny", "loop": lp, "rep": rep, "decode_tok_per_s": tps,
+            "prompt_tok_per_s": 5.0}
+           for rep, (a, b) in enumerate([(10.0, 20.0), (11.0, 21.0), (12.0, 25.0)])
+           for lp, tps in (("a", a), ("b", b))]
     run = {"schema": "mlxprof.bench/1", "provenance": {"device": "X", "backend": "cpu"},
-           "config": {"baseline": "a"}, "rows": [
-               {"model": "m", "loop": "a", "reps": 2, "decode_tok_per_s": 10.0,
-                "decode_tok_per_s_iqr": 1.0, "prompt_tok_per_s": 5.0,
-                "ratio_vs_baseline": 1.0}],
-           "raw": [{"model": "m", "loop": "a", "rep": 0, "decode_tok_per_s": 10.0}]}
+           "config": {"baseline": "a", "models": ["m"], "loops": ["a", "b"]},
+           "rows": [{"model": "m", "scale": "tiny", "loop": lp, "reps": 3,
+                     "decode_tok_per_s": 0.0, "prompt_tok_per_s": 5.0} for lp in "ab"],
+           "raw": raw}
     (root / "run.json").write_text(json.dumps(run))
     out = tmp_path / "pages"
     results_pages.write(out, root)
     assert results_pages.stale(out, root) == []
-    assert "| m | a | 2 | 10.0 ± 1.0 |" in (out / "run.md").read_text()
-    run["rows"][0]["decode_tok_per_s"] = 11.0
+    assert "| m | b | 3 | 21.0 [20.0-25.0]* | 2.00x [1.91-2.08] |" in (out / "run.md").read_text()
+    run["raw"][1]["decode_tok_per_s"] = 30.0
     (root / "run.json").write_text(json.dumps(run))
     assert results_pages.stale(out, root) == ["run.md"]

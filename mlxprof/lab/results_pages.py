@@ -107,33 +107,29 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, data)]
 
 
-def _ratios(raw: list[dict], model: str, loop: str, baseline: str) -> list[float]:
-    """Same-round ratios of decode tok/s, loop / baseline."""
-    by = {(r["model"], r["loop"], r["rep"]): r["decode_tok_per_s"] for r in raw
-          if r.get("model") == model}
-    return [by[(model, loop, rep)] / by[(model, baseline, rep)]
-            for (m, lp, rep) in sorted(by) if lp == loop and (model, baseline, rep) in by]
+def _bench_lines(path: Path, data: dict) -> list[str]:
+    from mlxprof.lab.bench import load_result
+    from mlxprof.measure import CONFIDENCE, NOISE_RULE
 
-
-def _bench_lines(data: dict) -> list[str]:
+    result = load_result(path)
     cfg = data.get("config", {})
+    baseline = cfg.get("baseline")
     lines = ["## Configuration", ""]
     lines += _table(["setting", "value"], [(k, cfg[k]) for k in (
         "models", "scale", "loops", "baseline", "tokens", "prompt_tokens", "reps",
         "warmup", "warmup_tokens", "seed", "dtype") if k in cfg])
     lines += ["", "## Decode speed", "",
-              "tok/s: median over rounds ± IQR. Ratio: median of the same-round ratios "
-              "to the baseline, with the smallest and largest of them.", ""]
-    baseline = cfg.get("baseline")
-    raw = data.get("raw") or []
+              f"Median over interleaved rounds [{CONFIDENCE:.0%} bootstrap interval of the "
+              "median]; a ratio is the median of the same-round ratios to the baseline, "
+              f"its interval bootstrapped over rounds. `*`: noisy ({NOISE_RULE}).", ""]
     rows = []
     for row in data.get("rows", []):
-        ratios = _ratios(raw, row["model"], row["loop"], baseline) if baseline else []
-        span = f"[{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else ""
-        rows.append((row["model"], row["loop"], row.get("reps"),
-                     f"{row['decode_tok_per_s']:.1f} ± {row['decode_tok_per_s_iqr']:.1f}",
-                     f"{row.get('ratio_vs_baseline', float('nan')):.2f}x {span}".strip(),
-                     f"{row['prompt_tok_per_s']:.0f}",
+        model, loop = row["model"], row["loop"]
+        ratio = result.ratio(model, loop) if baseline else None
+        rows.append((model, loop, result.measurement(model, loop).n,
+                     result.measurement(model, loop).text(1),
+                     ratio.text(2) if ratio is not None else "-",
+                     result.measurement(model, loop, "prompt_tok_per_s").text(0),
                      row.get("ops_per_tok", "-"), row.get("host_ms_per_tok", "-"),
                      row.get("submit_ms_per_tok", "-")))
     lines += _table(["model", "loop", "rounds", "decode tok/s", f"ratio to {baseline}",
@@ -152,7 +148,7 @@ def render_file(path: Path, root: Optional[Path] = None) -> str:
              f"Generated from `data/results/{rel}` by `{COMMAND}`; do not edit.", ""]
     lines += _provenance_lines(_provenance(data)) + [""]
     if isinstance(data, dict) and data.get("schema") == "mlxprof.bench/1":
-        lines += _bench_lines(data)
+        lines += _bench_lines(path, data)
     else:
         lines += ["## Values", ""]
         lines += _table(["key", "value"], _flatten(data))
