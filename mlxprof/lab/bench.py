@@ -629,8 +629,7 @@ class BenchResult:
         from mlxprof.provenance import describe
 
         c = self.config
-        caption = (f"{describe(self.provenance)}; commit "
-                   f"{self.provenance.get('git_commit') or '?'}\n"
+        caption = (f"{describe(self.provenance)}\n"
                    f"prompt {c['prompt_tokens']} tokens, decode {c['tokens']} tokens, "
                    f"{c['reps']} interleaved reps after {c['warmup']} warm-up run(s) "
                    f"of {min(c['tokens'], c.get('warmup_tokens') or c['tokens'])} "
