@@ -358,3 +358,40 @@ def test_failed_fetch_says_how_to_get_it(monkeypatch, tmp_path):
         models.fetch("smollm2", cache_dir=tmp_path)
     assert models.cached_path("smollm2", tmp_path).parent == tmp_path / "smollm2"
     assert not list(tmp_path.rglob("*.gguf"))
+
+
+@pytest.mark.parametrize("seed", ["abc", 1.5, -1, True, None])
+def test_bad_seed_is_one_clear_error(seed):
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got "):
+        models.load("qwen3-8b", scale="tiny", seed=seed)
+
+
+@pytest.mark.parametrize("n, message", [
+    (2.5, r"n_tokens must be an integer > 0, got 2.5"),
+    (0, r"n_tokens must be an integer > 0, got 0"),
+    (True, r"n_tokens must be an integer > 0, got True"),
+    (10**6, r"n_tokens=1000000 is longer than qwen3.5-35b-a3b's context of \d+ tokens"),
+])
+def test_prompt_length_must_be_an_integer_within_the_context(tiny35, n, message):
+    with pytest.raises(ValueError, match=message):
+        tiny35.prompt(n)
+    assert tiny35.prompt(tiny35.context).shape == (tiny35.context,)
+
+
+def test_context_length_without_loading(tmp_path):
+    assert models.context_length("qwen3-8b", "tiny") == models.load(
+        "qwen3-8b", scale="tiny").context
+    (tmp_path / "config.json").write_text('{"text_config": {"max_position_embeddings": 77}}')
+    assert models.context_length(str(tmp_path)) == 77
+    assert models.context_length("owner/some-model") is None
+
+
+def test_check_loadable_refuses_what_load_would_fail_on(tmp_path):
+    models.check_loadable("qwen3-8b")
+    with pytest.raises(ValueError, match="is not an mlx-lm model folder: it has no config.json"):
+        models.check_loadable(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"it has no \*.safetensors"):
+        models.check_loadable(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'"):
+        models.check_loadable("gpt-5")

