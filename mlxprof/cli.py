@@ -125,15 +125,23 @@ def _cmd_bench(args) -> int:
     from mlxprof.lab import bench
 
     cfg = _bench_config(args)
-    csv_path = args.csv or str(Path(args.out).with_suffix(".csv"))
     bench.check_config(cfg)               # everything checked before any work
-    bench.check_writable(args.out)
-    bench.check_writable(csv_path)
-    result = bench.run(config=cfg, progress=not args.no_progress)
+    out, csv_path = bench.check_outputs(args.out, args.csv)
+    writer = bench.ResultWriter(out, csv_path)
+    for note in (bench.added_baseline(cfg),
+                 f"{out} exists: replacing it when the first model finishes"
+                 if writer.replaced else None):
+        if note:
+            print(f"mlxprof bench: note: {note}", file=sys.stderr)
+    try:
+        result = bench.run(config=cfg, progress=not args.no_progress,
+                           on_result=writer)
+    except BaseException as err:
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else _one_line(err)
+        print(f"mlxprof bench: {writer.stopped(reason)}", file=sys.stderr)
+        raise
     print(result.table())
-    result.to_json(args.out)
-    result.to_csv(csv_path)
-    print(f"\nwrote {args.out} and {csv_path}")
+    print(f"\nwrote {out} and {csv_path}")
     return 0
 
 
@@ -180,7 +188,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         return _fail(prog, _one_line(err))
     except KeyboardInterrupt:
-        return _fail(prog, "interrupted")
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130                          # 128 + SIGINT, like a shell
 
 
 def _one_line(err: BaseException) -> str:

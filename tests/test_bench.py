@@ -49,7 +49,8 @@ def run_fake(loops, clock, **kw):
                 loader=lambda name, scale, seed: FakeLM(), timer=clock,
                 baseline="base")
     opts.update(kw)
-    return bench.run(["m1"], loops, **opts)
+    models = opts.pop("models", ["m1"]) or ["m1", "m2"]
+    return bench.run(models, loops, **opts)
 
 
 def test_interleaved_order_and_exact_speeds():
@@ -114,6 +115,9 @@ def test_median_and_iqr_match_numpy(xs):
     (dict(loops=["sync", "nope"]), "unknown loop 'nope'; known loops: sync"),
     (dict(loops=["sync", "sync"]), "listed twice"),
     (dict(baseline="nope"), "unknown baseline loop 'nope'"),
+    (dict(models=["m", "m"]), "a model is listed twice: m, m"),
+    (dict(seed=-1), "--seed must be an integer >= 0, got -1"),
+    (dict(seed="abc"), "--seed must be an integer >= 0"),
 ])
 def test_bad_config_is_one_clear_error(change, message):
     cfg = bench.BenchConfig(**{"models": ["m"], "loops": ["sync"], **change})
@@ -239,3 +243,13 @@ def test_prepare_must_not_modify_the_model():
     loop = Loop("x", lambda *a, **k: iter([0, 0]), "x", prepare=bad_prepare)
     with pytest.raises(RuntimeError, match="modified the model in place"):
         bench._prepare(loop, Model())
+
+
+def test_on_result_after_each_model_and_complete_only_at_the_end():
+    clock, seen = Clock(), []
+    loop = fake_loop("base", clock, [], [1] * 8, [0.1] * 8)
+    res = run_fake([loop], clock, models=None, on_result=lambda r: seen.append(
+        (r.complete, r.status(), [row["model"] for row in r.rows])))
+    assert res.complete
+    assert seen == [(False, "partial: 1 of 2 models measured", ["m1"]),
+                    (True, "complete", ["m1", "m2"])]
