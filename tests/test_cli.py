@@ -38,7 +38,6 @@ def _error(capsys, argv) -> str:
     (["bench", "--bandwidth-gbs", "-1"], "--bandwidth-gbs must be a number > 0"),
     (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["launch"], "invalid choice: 'launch'"),
-    ([], "the following arguments are required"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, message):
     line = _error(capsys, argv)
@@ -266,3 +265,30 @@ def test_interrupt_before_any_model_leaves_the_old_file(capsys, monkeypatch, tmp
     assert main(["bench", "--models", "qwen3-8b", "--out", str(out), *TINY]) == 130
     assert "nothing written (the previous" in capsys.readouterr().err
     assert out.read_text() == "previous"
+
+
+def test_no_command_prints_the_usage_and_exits_2(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: mlxprof")
+    assert "bench" in err and "models" in err and "--version" in err
+
+
+def test_version_matches_the_package_metadata(capsys):
+    import tomllib
+    from pathlib import Path
+
+    import mlx.core as mx
+
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert line.startswith(f"mlxprof {version} (mlx {mx.__version__}, mlx-lm ")
+
+
+def test_models_fetch_help_names_what_can_be_fetched(capsys):
+    assert main(["models", "fetch", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "what to fetch: smollm2, smollm2-135m" in out
+    assert "MLXPROF_FETCH_TIMEOUT" in out and "98 MB" in out
