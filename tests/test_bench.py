@@ -253,3 +253,34 @@ def test_on_result_after_each_model_and_complete_only_at_the_end():
     assert res.complete
     assert seen == [(False, "partial: 1 of 2 models measured", ["m1"]),
                     (True, "complete", ["m1", "m2"])]
+
+
+def test_prompt_ids_outside_the_vocabulary_are_refused_before_timing():
+    from mlxprof.lab import models
+
+    lm = models.load("qwen3-8b", scale="tiny", seed=0)
+
+    class BadPrompt:
+        model, config, context = lm.model, lm.config, lm.context
+
+        def prompt(self, n, seed=0):
+            return mx.array([lm.vocab_size] * n, dtype=mx.int32)
+
+    clock, log = Clock(), []
+    loop = fake_loop("base", clock, log, [1] * 4, [0.1] * 4)
+    with pytest.raises(ValueError, match=r"token id 512 at position 0, outside the "
+                                         r"model's vocabulary \[0, 512\)"):
+        run_fake([loop], clock, loader=lambda name, scale, seed: BadPrompt())
+    assert log == []
+
+
+def test_context_known_only_after_loading_is_checked_before_timing():
+    class ShortLM(FakeLM):
+        context = 16
+
+    clock, log = Clock(), []
+    loop = fake_loop("base", clock, log, [1] * 4, [0.1] * 4)
+    with pytest.raises(bench.BenchError, match=r"--prompt-tokens 20 \+ --tokens 11 = 31 "
+                                               r"positions, more than m1's context of 16"):
+        run_fake([loop], clock, loader=lambda name, scale, seed: ShortLM())
+    assert log == []
