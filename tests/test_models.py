@@ -419,7 +419,7 @@ def _trickle(conn, stop):               # answers one header byte every 0.3 s
 
 
 @pytest.fixture(params=[(_silent, "the package index did not answer within 2 s"),
-                        (_trickle, "the download stalled: no new data for 2 s")],
+                        (_trickle, "the download stalled: no new data for 6 s")],
                 ids=["silent", "trickle"])
 def stuck_index(request):
     serve, cause = request.param

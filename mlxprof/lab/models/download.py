@@ -93,7 +93,7 @@ def _watch(proc: subprocess.Popen, dest: Path, work: Path, meter: "_Meter",
             if seen != last:
                 last, last_change = seen, now
             meter.show(n, now - last_change)
-            if now - last_change > timeout + min(5.0, timeout):
+            if now - last_change > stall_limit(timeout):
                 proc.kill()
                 proc.wait()
                 return True
@@ -105,6 +105,12 @@ def _watch(proc: subprocess.Popen, dest: Path, work: Path, meter: "_Meter",
     finally:
         meter.close()
     return False
+
+
+def stall_limit(timeout: float) -> float:
+    """Seconds without any sign of life before pip is stopped: a little past
+    its own socket timeout, so that pip's clearer timeout fires first."""
+    return timeout + min(5.0, 2 * timeout)
 
 
 def _received(dest: Path, work: Path) -> int:
@@ -131,7 +137,8 @@ def _cause(output: str, stalled: bool, timeout: float) -> str:
     text = output.lower()
     wait = "timed out; MLXPROF_FETCH_TIMEOUT sets the wait"
     if stalled:
-        return f"the download stalled: no new data for {timeout:g} s ({wait})"
+        return (f"the download stalled: no new data for {stall_limit(timeout):g} s "
+                f"({wait})")
     if "timed out" in text:
         return f"the package index did not answer within {timeout:g} s ({wait})"
     if any(s in text for s in ("failed to establish", "name or service not known",
