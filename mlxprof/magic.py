@@ -12,18 +12,33 @@ summary is printed and `prof` holds the finished profile (`prof.per_token()`,
 
 Options: --count-ops, --eval-lock, --no-call-sites, --name NAME,
 --save PATH (recording), --trace PATH (Chrome trace), --quiet (no summary).
+
+A bad option is a usage error (nothing runs). If --save or --trace cannot be
+written, the summary and the cell's value are still shown and the error is
+printed after them. `%mlxprof?` shows this help; `%mlxprof` on one line
+prints it too.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import shlex
+import sys
 
 from mlxprof.profiler import Profiler
 
 
+class _OptionError(Exception):
+    """A bad `%%mlxprof` option line (argparse's message)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # raise instead of printing usage and exiting
+        raise _OptionError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="%%mlxprof", add_help=False)
+    p = _Parser(prog="%%mlxprof", add_help=False)
     p.add_argument("--count-ops", action="store_true")
     p.add_argument("--eval-lock", action="store_true")
     p.add_argument("--no-call-sites", action="store_true")
@@ -58,12 +73,17 @@ def mlxprof_cell(shell, line: str, cell: str):
     return value
 
 
+USAGE = ("usage: %%mlxprof [--count-ops] [--eval-lock] [--no-call-sites] "
+         "[--name NAME] [--save PATH] [--trace PATH] [--quiet]")
+
+
 def _options(line: str) -> argparse.Namespace:
+    from IPython.core.error import UsageError  # shown by IPython without a traceback
+
     try:
         return _parser().parse_args(shlex.split(line))
-    except SystemExit:
-        raise ValueError(f"%%mlxprof: bad options {line!r}; "
-                         "see `mlxprof.magic.__doc__`") from None
+    except (_OptionError, ValueError) as err:  # ValueError: shlex's unclosed quote
+        raise UsageError(f"%%mlxprof: {err}\n{USAGE}") from None
 
 
 def _compile_cell(shell, cell: str):
@@ -79,20 +99,31 @@ def _compile_cell(shell, cell: str):
 
 
 def _report(prof: Profiler, opts, ok: bool) -> None:
+    """Summary first, then the files; a file that cannot be written is reported
+    on stderr, so the summary and the cell's value are never lost to it."""
     if prof.state != "stopped":
         return
-    if opts.save:
-        prof.save(opts.save)
-    if opts.trace:
-        prof.export_chrome_trace(opts.trace)
     if not opts.quiet:
         head = "" if ok else "(the cell raised: profile up to the error)\n"
         print(head + prof.summary())
+    for flag, path, write in (("--save", opts.save, prof.save),
+                              ("--trace", opts.trace, prof.export_chrome_trace)):
+        if path:
+            try:
+                write(path)
+            except Exception as err:  # noqa: BLE001 - report any failure, keep the cell
+                print(f"%%mlxprof {flag}: {err}", file=sys.stderr)
 
 
 def load_ipython_extension(ipython) -> None:
-    """Register `%%mlxprof` (what `%load_ext mlxprof` calls)."""
-    def mlxprof(line, cell):
+    """Register `%%mlxprof` (what `%load_ext mlxprof` calls); `%mlxprof` and
+    `%mlxprof?` show the help."""
+    def mlxprof(line, cell=None):
+        if cell is None:
+            print(__doc__)
+            return None
         return mlxprof_cell(ipython, line, cell)
 
-    ipython.register_magic_function(mlxprof, magic_kind="cell", magic_name="mlxprof")
+    mlxprof.__doc__ = __doc__
+    ipython.register_magic_function(mlxprof, magic_kind="line_cell",
+                                    magic_name="mlxprof")

@@ -199,7 +199,8 @@ class Profiler:
         return self.recording.export_chrome_trace(path)
 
     def save(self, path) -> str:
-        """Save the recording (gzipped JSON); `mlxprof.load(path)` reads it back."""
+        """Save the recording (gzipped if `path` ends in `.gz`, else plain JSON);
+        `mlxprof.load(path)` reads either back."""
         return self.recording.save(path)
 
     def figure(self, kind: str = "tokens"):

@@ -1,4 +1,8 @@
-"""What produced a number: device, backend, versions, date and git commit.
+"""What produced a number: device, backend, versions, date, git commit, command.
+
+`git_dirty` says whether the checkout had uncommitted changes to tracked files
+(None when unknown, e.g. outside git); `command` is the command line of the
+process (`sys.argv`, shell-quoted).
 
 Every table, recording and figure that mlxprof writes carries this dict, so a
 number read later says where it came from.
@@ -13,7 +17,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -48,6 +54,20 @@ def device_name() -> str:
     return str(name)
 
 
+def _git(args: list[str], here: Path) -> str | None:
+    """stdout of `git args` run in `here`, or None if git fails or is missing."""
+    try:
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _here(path: Path | None) -> Path:
+    return path or Path(__file__).resolve().parent
+
+
 def git_commit(path: Path | None = None) -> str | None:
     """The short commit of the checkout holding `path`, or None outside git.
 
@@ -56,15 +76,40 @@ def git_commit(path: Path | None = None) -> str | None:
     """
     if os.environ.get("MLXPROF_GIT_COMMIT"):
         return os.environ["MLXPROF_GIT_COMMIT"]
-    here = path or Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=here,
-            capture_output=True, text=True, timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    out = _git(["rev-parse", "--short", "HEAD"], _here(path))
+    return (out or "").strip() or None
+
+
+def git_dirty(path: Path | None = None) -> bool | None:
+    """Whether tracked files of the checkout differ from its commit; None if unknown.
+
+    Untracked files do not count. A copy without `.git` can say it in
+    MLXPROF_GIT_DIRTY (1/0), next to MLXPROF_GIT_COMMIT.
+
+    Example:
+        >>> git_dirty() in (True, False, None)
+        True
+    """
+    flag = os.environ.get("MLXPROF_GIT_DIRTY")
+    if flag is not None:
+        return flag.strip().lower() not in ("", "0", "false", "no")
+    if os.environ.get("MLXPROF_GIT_COMMIT"):
+        return None                 # a named commit without .git: cannot tell
+    out = _git(["status", "--porcelain", "--untracked-files=no"], _here(path))
+    return None if out is None else bool(out.strip())
+
+
+def command_line() -> str:
+    """This process's command line, shell-quoted (`python -m mlxprof bench ...`).
+
+    Example:
+        >>> isinstance(command_line(), str)
+        True
+    """
+    argv = list(sys.argv) or [sys.executable]
+    if argv[0] in ("", "-c"):
+        argv[0] = "python -c"     # argv[0] is "-c" or empty for -c / interactive runs
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def collect() -> dict:
@@ -81,11 +126,36 @@ def collect() -> dict:
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "command": command_line(),
     }
 
 
 def describe(prov: dict) -> str:
-    """One line for a table caption: 'NVIDIA H100 (cuda), MLX 0.32.4, 2026-11-28'."""
+    """One line for a table caption: device, versions, date, commit (and whether
+    the checkout had uncommitted changes), command line (cut at 100 characters).
+
+    Example:
+        >>> describe({"device": "NVIDIA H100", "backend": "cuda", "mlx": "0.32.4",
+        ...           "mlx_lm": "0.32.2", "date": "2026-11-28T10:00:00+00:00",
+        ...           "git_commit": "abc1234", "git_dirty": True, "command": "mlxprof bench"})
+        'NVIDIA H100 (cuda), MLX 0.32.4, mlx-lm 0.32.2, 2026-11-28, commit abc1234 + uncommitted changes; command: mlxprof bench'
+    """
     date = str(prov.get("date", ""))[:10]
     return (f"{prov.get('device', '?')} ({prov.get('backend', '?')}), "
-            f"MLX {prov.get('mlx', '?')}, mlx-lm {prov.get('mlx_lm', '?')}, {date}")
+            f"MLX {prov.get('mlx', '?')}, mlx-lm {prov.get('mlx_lm', '?')}, {date}"
+            f"{_describe_commit(prov)}{_describe_command(prov)}")
+
+
+def _describe_command(prov: dict, limit: int = 100) -> str:
+    cmd = prov.get("command")
+    if not cmd:
+        return ""
+    return f"; command: {cmd if len(cmd) <= limit else cmd[:limit - 3] + '...'}"
+
+
+def _describe_commit(prov: dict) -> str:
+    if "git_commit" not in prov:
+        return ""                   # older files: say nothing rather than "?"
+    dirty = {True: " + uncommitted changes", None: "", False: ""}
+    return f", commit {prov.get('git_commit') or '?'}{dirty.get(prov.get('git_dirty'), '')}"

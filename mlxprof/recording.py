@@ -1,4 +1,8 @@
-"""A finished profile: events, steps, lock holds, provenance; saved as gzipped JSON.
+"""A finished profile: events, steps, lock holds, provenance; saved as JSON.
+
+`save` writes what the file name says: gzipped JSON for a name ending in `.gz`
+(`run.mlxprof.json.gz`), plain JSON otherwise (`run.json`). `load` reads both,
+whatever the name (it looks at the first bytes).
 
 A recording taken on a GPU box or a Mac can be loaded in a notebook anywhere
 and gives the same per-token table, summary, trace and figures.
@@ -139,32 +143,61 @@ class Recording:
             meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"])
 
     def save(self, path) -> str:
-        """Write gzipped JSON to `path`; returns the path.
+        """Write the recording to `path`: gzipped if it ends in `.gz`, else plain JSON.
+
+        Returns the path.
 
         Example:
             >>> prof.save("out/run.mlxprof.json.gz")   # doctest: +SKIP
+            >>> prof.save("out/run.json")              # plain, readable JSON   # doctest: +SKIP
         """
+        data = json.dumps(self.to_dict()).encode()
         with _open_for_write(path, "wb", "recording") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb") as f:
-                f.write(json.dumps(self.to_dict()).encode())
+            if is_gzip_name(path):
+                with gzip.GzipFile(fileobj=raw, mode="wb") as f:
+                    f.write(data)
+            else:
+                raw.write(data)
         return str(path)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip_name(path) -> bool:
+    """Whether `save` gzips a file of this name (it ends in `.gz`).
+
+    Example:
+        >>> is_gzip_name("run.mlxprof.json.gz"), is_gzip_name("run.json")
+        (True, False)
+    """
+    return os.fspath(path).lower().endswith(".gz")
+
+
+def _read_json(path):
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return json.load(f)
 
 
 def load(path) -> Recording:
     """Read a recording written by `Profiler.save` / `Recording.save`.
+
+    Gzipped or plain JSON, whatever the file name.
 
     Example:
         >>> rec = mlxprof.load("run.mlxprof.json.gz")   # doctest: +SKIP
         >>> rec.provenance["device"]                     # doctest: +SKIP
     """
     try:
-        with gzip.open(path, "rt") as f:
-            data = json.load(f)
+        data = _read_json(path)
     except FileNotFoundError:
         raise
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MlxprofError(f"{path} is not an mlxprof recording (gzipped JSON "
-                           f"expected): {exc}") from exc
+        raise MlxprofError(f"{path} is not an mlxprof recording (JSON or gzipped "
+                           f"JSON expected): {exc}") from exc
     return Recording.from_dict(data)
 
 

@@ -53,7 +53,8 @@ def run_fake(loops, clock, **kw):
                 loader=lambda name, scale, seed: FakeLM(), timer=clock,
                 baseline="base")
     opts.update(kw)
-    return bench.run(["m1"], loops, **opts)
+    models = opts.pop("models", ["m1"]) or ["m1", "m2"]
+    return bench.run(models, loops, **opts)
 
 
 def test_interleaved_order_and_exact_speeds():
@@ -169,7 +170,8 @@ def test_baseline_added_when_missing_and_none_disables_ratios():
     assert [lp.name for lp in loops] == ["mlx_lm", "sync"]
     clock = Clock()
     res = run_fake([fake_loop("a", clock, [], [1] * 4, [1] * 4)], clock, baseline=None)
-    assert res.rows[0]["ratio_vs_baseline"] is None and "x " not in res.table()
+    header = res.table().split("\n\n")[1].splitlines()[0]
+    assert res.rows[0]["ratio_vs_baseline"] is None and "x " not in header
 
 
 @pytest.mark.parametrize("xs", [[1.0], [3.0, 1.0], [5.0, 1.0, 2.0, 8.0, 4.0]])
@@ -190,6 +192,9 @@ def test_median_and_iqr_match_numpy(xs):
     (dict(loops=["sync", "nope"]), "unknown loop 'nope'; known loops: sync"),
     (dict(loops=["sync", "sync"]), "listed twice"),
     (dict(baseline="nope"), "unknown baseline loop 'nope'"),
+    (dict(models=["m", "m"]), "a model is listed twice: m, m"),
+    (dict(seed=-1), "--seed must be an integer >= 0, got -1"),
+    (dict(seed="abc"), "--seed must be an integer >= 0"),
 ])
 def test_bad_config_is_one_clear_error(change, message):
     cfg = bench.BenchConfig(**{"models": ["m"], "loops": ["sync"], **change})
@@ -315,3 +320,44 @@ def test_prepare_must_not_modify_the_model():
     loop = Loop("x", lambda *a, **k: iter([0, 0]), "x", prepare=bad_prepare)
     with pytest.raises(RuntimeError, match="modified the model in place"):
         bench._prepare(loop, Model())
+
+
+def test_on_result_after_each_model_and_complete_only_at_the_end():
+    clock, seen = Clock(), []
+    loop = fake_loop("base", clock, [], [1] * 8, [0.1] * 8)
+    res = run_fake([loop], clock, models=None, on_result=lambda r: seen.append(
+        (r.complete, r.status(), [row["model"] for row in r.rows])))
+    assert res.complete
+    assert seen == [(False, "partial: 1 of 2 models measured", ["m1"]),
+                    (True, "complete", ["m1", "m2"])]
+
+
+def test_prompt_ids_outside_the_vocabulary_are_refused_before_timing():
+    from mlxprof.lab import models
+
+    lm = models.load("qwen3-8b", scale="tiny", seed=0)
+
+    class BadPrompt:
+        model, config, context = lm.model, lm.config, lm.context
+
+        def prompt(self, n, seed=0):
+            return mx.array([lm.vocab_size] * n, dtype=mx.int32)
+
+    clock, log = Clock(), []
+    loop = fake_loop("base", clock, log, [1] * 4, [0.1] * 4)
+    with pytest.raises(ValueError, match=r"token id 512 at position 0, outside the "
+                                         r"model's vocabulary \[0, 512\)"):
+        run_fake([loop], clock, loader=lambda name, scale, seed: BadPrompt())
+    assert log == []
+
+
+def test_context_known_only_after_loading_is_checked_before_timing():
+    class ShortLM(FakeLM):
+        context = 16
+
+    clock, log = Clock(), []
+    loop = fake_loop("base", clock, log, [1] * 4, [0.1] * 4)
+    with pytest.raises(bench.BenchError, match=r"--prompt-tokens 20 \+ --tokens 11 = 31 "
+                                               r"positions, more than m1's context of 16"):
+        run_fake([loop], clock, loader=lambda name, scale, seed: ShortLM())
+    assert log == []

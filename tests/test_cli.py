@@ -38,7 +38,6 @@ def _error(capsys, argv) -> str:
     (["bench", "--bandwidth-gbs", "-1"], "--bandwidth-gbs must be a number > 0"),
     (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["launch"], "invalid choice: 'launch'"),
-    ([], "the following arguments are required"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, message):
     line = _error(capsys, argv)
@@ -137,3 +136,159 @@ def test_python_dash_m_and_light_imports():
     res = subprocess.run([sys.executable, "-m", "mlxprof", "bench", "--help"],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "--bandwidth-gbs" in res.stdout
+
+
+# ---- issue 13: input validation, output safety, partial results -----------
+
+TINY = ["--scale", "tiny", "--tokens", "2", "--prompt-tokens", "2", "--reps", "1",
+        "--warmup", "0", "--no-progress"]
+
+
+def _no_run(monkeypatch):
+    import mlxprof.lab.bench
+
+    monkeypatch.setattr(mlxprof.lab.bench, "run", lambda **kw: pytest.fail("ran"))
+
+
+@needs_models
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "qwen3-8b,qwen3-8b"], "a model is listed twice: qwen3-8b, qwen3-8b"),
+    (["--models", "smollm2,smollm2-135m"], "a model is listed twice"),
+    (["--loops", "sync,sync"], "a loop is listed twice"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--models", "qwen3-8b", "--scale", "tiny", "--prompt-tokens", "100000"],
+     "--prompt-tokens 100000 + --tokens 16 = 100016 positions, more than qwen3-8b's "
+     "context of 40960"),
+])
+def test_bad_bench_input_refused_before_running(capsys, monkeypatch, argv, message):
+    _no_run(monkeypatch)
+    line = _error(capsys, ["bench", *argv])
+    assert line.startswith("mlxprof bench: error: ") and message in line
+
+
+@needs_models
+def test_every_model_checked_before_the_first_measurement(capsys, monkeypatch, tmp_path):
+    _no_run(monkeypatch)
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    line = _error(capsys, ["bench", "--models", f"qwen3-8b,{empty}"])
+    assert f"{empty} is not an mlx-lm model folder: it has no config.json" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "{d}/same.csv"], "are one file: the CSV would overwrite the JSON; "
+                                "give --out NAME.json"),
+    (["--out", "{d}/a.json", "--csv", "{d}/a.json"], "are one file"),
+    (["--out", "{d}/newdir/"], "--out {d}/newdir/ is a folder; give a file name, "
+                               "e.g. --out {d}/newdir/bench.json"),
+    (["--out", "{d}"], "is a folder"),
+    (["--out", "{d}/a.json", "--csv", "{d}/"], "--csv {d}/ is a folder"),
+])
+def test_outputs_that_would_clobber_or_misname_are_refused(capsys, monkeypatch, tmp_path,
+                                                           argv, message):
+    _no_run(monkeypatch)
+    monkeypatch.setattr("mlxprof.lab.bench._check_models", lambda cfg, custom: None)
+    argv = [a.format(d=tmp_path) for a in argv]
+    assert message.format(d=tmp_path) in _error(capsys, ["bench", *argv])
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_models
+def test_added_baseline_and_replaced_file_are_said(capsys, tmp_path):
+    out = tmp_path / "b.json"
+    argv = ["bench", "--models", "qwen3-8b", "--loops", "sync", "--baseline", "async",
+            "--out", str(out), *TINY]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "note: baseline 'async' is not in --loops: running it too" in err
+    assert "exists" not in err
+    d = json.loads(out.read_text())
+    assert [r["loop"] for r in d["rows"]] == ["async", "sync"]
+    assert any("baseline 'async' is not in --loops" in n for n in d["notes"])
+    assert d["complete"] is True and d["status"] == "complete"
+    assert main(argv) == 0
+    assert f"note: {out} exists: replacing it" in capsys.readouterr().err
+
+
+def _stop_at(monkeypatch, model, exc):
+    import mlxprof.lab.bench as bench
+
+    real = bench._default_loader
+
+    def loader(name, *a, **kw):
+        if name == model:
+            raise exc
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(bench, "_default_loader", loader)
+
+
+@needs_models
+def test_ctrl_c_exits_130_and_keeps_the_finished_model(capsys, monkeypatch, tmp_path):
+    out = tmp_path / "b.json"
+    _stop_at(monkeypatch, "qwen3-30b-a3b", KeyboardInterrupt())
+    rc = main(["bench", "--models", "qwen3-8b,qwen3-30b-a3b", "--loops", "sync",
+               "--baseline", "none", "--out", str(out), *TINY])
+    assert rc == 130
+    err = capsys.readouterr().err
+    assert "partial: 1 of 2 models measured (interrupted)" in err and str(out) in err
+    d = json.loads(out.read_text())
+    assert d["complete"] is False and d["stopped"] == "interrupted"
+    assert [r["model"] for r in d["rows"]] == ["qwen3-8b"] and len(d["raw"]) == 1
+    assert "complete" in (tmp_path / "b.csv").read_text().splitlines()[0]
+    assert "PARTIAL RESULT" in bench_table(out)
+
+
+def bench_table(path):
+    from mlxprof.lab.bench import load_result
+
+    return load_result(path).table()
+
+
+@needs_models
+def test_late_failure_keeps_what_was_measured(capsys, monkeypatch, tmp_path):
+    out = tmp_path / "b.json"
+    _stop_at(monkeypatch, "qwen3-30b-a3b", RuntimeError("disk on fire"))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        main(["bench", "--models", "qwen3-8b,qwen3-30b-a3b", "--loops", "sync",
+              "--baseline", "none", "--out", str(out), *TINY])
+    assert "partial: 1 of 2 models measured (disk on fire)" in capsys.readouterr().err
+    d = json.loads(out.read_text())
+    assert d["complete"] is False and [r["model"] for r in d["rows"]] == ["qwen3-8b"]
+
+
+@needs_models
+def test_interrupt_before_any_model_leaves_the_old_file(capsys, monkeypatch, tmp_path):
+    out = tmp_path / "b.json"
+    out.write_text("previous")
+    _stop_at(monkeypatch, "qwen3-8b", KeyboardInterrupt())
+    assert main(["bench", "--models", "qwen3-8b", "--out", str(out), *TINY]) == 130
+    assert "nothing written (the previous" in capsys.readouterr().err
+    assert out.read_text() == "previous"
+
+
+def test_no_command_prints_the_usage_and_exits_2(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: mlxprof")
+    assert "bench" in err and "models" in err and "--version" in err
+
+
+def test_version_matches_the_package_metadata(capsys):
+    import tomllib
+    from pathlib import Path
+
+    import mlx.core as mx
+
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert line.startswith(f"mlxprof {version} (mlx {mx.__version__}, mlx-lm ")
+
+
+def test_models_fetch_help_names_what_can_be_fetched(capsys):
+    assert main(["models", "fetch", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "what to fetch: smollm2, smollm2-135m" in out
+    assert "MLXPROF_FETCH_TIMEOUT" in out and "98 MB" in out

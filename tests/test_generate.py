@@ -186,3 +186,20 @@ def test_fast_within_bf16_tolerance(kind):
     new = g.teacher_forced_logits(fast, seq, n_prompt=prompt.size)
     cmp = g.compare_logits(ref, new)
     assert cmp.ok, str(cmp)
+
+
+@pytest.mark.parametrize("prompt", [[1, VOCAB], [5, -1, 3], mx.array([VOCAB + 7]),
+                                    [2**40], mx.array([2**31 - 1])])
+def test_token_ids_outside_the_vocabulary_are_refused(prompt):
+    model = tiny_model("qwen3")
+    assert g.vocab_size(model) == VOCAB
+    for name in g.LOOPS:
+        with pytest.raises(ValueError, match=r"prompt holds token id -?\d+ at position "
+                                             r"\d+, outside the model's vocabulary"):
+            g.LOOPS[name].fn(model, prompt, 2)
+        with pytest.raises(ValueError, match=rf"vocabulary \[0, ({VOCAB}|2\*\*31)\)"):
+            g.stream(model, prompt, 2, loop=name)
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        g.teacher_forced_logits(model, prompt)
+    ok = list(g.stream(model, [0, VOCAB - 1], 2, loop="sync"))   # both ends are ids
+    assert len(ok) == 2

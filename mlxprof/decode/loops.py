@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Optional, Union
 import mlx.core as mx
 
 __all__ = [
-    "Loop", "LOOPS", "stream", "get_loop", "register", "check_args",
+    "Loop", "LOOPS", "stream", "get_loop", "register", "check_args", "vocab_size",
     "sync_loop", "mlx_lm_loop", "async_loop", "pipelined_loop", "compiled_loop",
     "synchronize", "teacher_forced_logits", "compare_logits", "LogitsComparison",
     "PREFILL_STEP_SIZE", "CLEAR_CACHE_EVERY",
@@ -70,21 +70,28 @@ class Loop:
 # argument checks and the shared pieces of every loop
 
 
-def check_args(prompt, max_tokens: int) -> mx.array:
+def check_args(prompt, max_tokens: int, vocab: Optional[int] = None) -> mx.array:
     """Validate a prompt and token budget; return the prompt as a 1-D mx.array.
 
-    Raises ValueError with a one-line message on bad input.
+    With `vocab` (see :func:`vocab_size`), every id must lie in [0, vocab):
+    MLX does not check embedding indices, so an id out of range decodes
+    garbage and a huge one (2**31 - 1) crashes the process. Raises ValueError
+    with a one-line message on bad input.
 
     Example:
         >>> check_args([1, 2, 3], 4).shape
         (3,)
+        >>> check_args([1, 70000], 4, vocab=32000)
+        Traceback (most recent call last):
+        ...
+        ValueError: prompt holds token id 70000 at position 1, outside the model's vocabulary [0, 32000)
     """
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
         raise ValueError(f"max_tokens must be an int, got {max_tokens!r}")
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if not isinstance(prompt, mx.array):
-        prompt = mx.array(prompt, dtype=mx.int32)
+        prompt = _as_ids(prompt)
     if prompt.ndim != 1:
         raise ValueError(
             f"prompt must be 1-D token ids, got shape {tuple(prompt.shape)}")
@@ -92,7 +99,67 @@ def check_args(prompt, max_tokens: int) -> mx.array:
         raise ValueError("prompt is empty: give at least one token id")
     if not mx.issubdtype(prompt.dtype, mx.integer):
         raise ValueError(f"prompt must hold integer token ids, got {prompt.dtype}")
+    _check_ids(prompt, vocab)
     return prompt
+
+
+def _as_ids(prompt) -> mx.array:
+    import numpy as np
+
+    ids = np.asarray(prompt)
+    if ids.dtype.kind in "iu":          # beyond int32 would wrap around in mx.array
+        _refuse_outside(ids.ravel(), 2**31, "[0, 2**31)")
+    return mx.array(prompt, dtype=mx.int32)
+
+
+def _check_ids(prompt: mx.array, vocab: Optional[int]) -> None:
+    """Refuse ids outside [0, vocab) before the model sees them."""
+    import numpy as np
+
+    # memoryview: read the ids without a hooked call, so a profile of the loop
+    # does not show the check as a sync point of the user's code.
+    ids = np.asarray(memoryview(prompt))
+    if vocab is None:
+        _refuse_outside(ids, np.inf, "[0, vocabulary size)")
+    else:
+        _refuse_outside(ids, vocab, f"[0, {vocab})")
+
+
+def _refuse_outside(ids, high, where: str) -> None:
+    import numpy as np
+
+    bad = np.flatnonzero((ids < 0) | (ids >= high))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"prompt holds token id {int(ids[i])} at position {i}, "
+                         f"outside the model's vocabulary {where}")
+
+
+def vocab_size(model) -> Optional[int]:
+    """Rows of the model's token embedding (the ids it accepts), or None if unknown.
+
+    Looks for an `embed_tokens` (or other Embedding) module, else `model.args.vocab_size`.
+
+    Example:
+        >>> from mlxprof.lab import models
+        >>> vocab_size(models.load("qwen3-8b", scale="tiny").model)
+        512
+    """
+    import mlx.nn as nn
+
+    if not isinstance(model, nn.Module):
+        return None                     # a stand-in: only the sign of ids is checked
+    embeddings = [m for name, m in model.named_modules()
+                  if name.endswith("embed_tokens")
+                  or isinstance(m, (nn.Embedding, nn.QuantizedEmbedding))]
+    if embeddings:
+        return int(embeddings[-1].weight.shape[0])
+    size = getattr(getattr(model, "args", None), "vocab_size", None)
+    return int(size) if size else None
+
+
+def _checked(model, prompt, max_tokens: int) -> mx.array:
+    return check_args(prompt, max_tokens, vocab_size(model))
 
 
 def _make_cache(model):
@@ -178,7 +245,7 @@ def sync_loop(model, prompt, max_tokens: int, *,
         >>> len(toks)                                           # doctest: +SKIP
         8
     """
-    return _sync_gen(model, check_args(prompt, max_tokens), max_tokens,
+    return _sync_gen(model, _checked(model, prompt, max_tokens), max_tokens,
                      prefill_step_size)
 
 
@@ -203,7 +270,7 @@ def mlx_lm_loop(model, prompt, max_tokens: int, *,
     """
     from mlx_lm.generate import generate_step
 
-    steps = generate_step(check_args(prompt, max_tokens), model,
+    steps = generate_step(_checked(model, prompt, max_tokens), model,
                           max_tokens=max_tokens,
                           prefill_step_size=prefill_step_size)
     return (int(y) for y, _ in steps)
@@ -216,7 +283,7 @@ def _double_buffered(model, prompt, max_tokens: int, prefill_step_size: int,
     The stream context covers only graph building, never the consumer's code
     between yields. Unlike generate_step, no step past max_tokens is built.
     """
-    return _double_buffered_gen(model, check_args(prompt, max_tokens),
+    return _double_buffered_gen(model, _checked(model, prompt, max_tokens),
                                 max_tokens, prefill_step_size, stream, sample)
 
 
@@ -374,7 +441,7 @@ def stream(model, prompt, max_tokens: int, loop: Union[str, Loop] = "pipelined",
         ...     print(tok)
     """
     lp = get_loop(loop)
-    prompt = check_args(prompt, max_tokens)
+    prompt = _checked(model, prompt, max_tokens)
     return lp.fn(_prepared(model, lp), prompt, max_tokens, **kwargs)
 
 
@@ -398,7 +465,7 @@ def teacher_forced_logits(model, tokens, n_prompt: int = 1,
         >>> new = teacher_forced_logits(fast_model, toks)       # doctest: +SKIP
         >>> compare_logits(ref, new).ok                         # doctest: +SKIP
     """
-    tokens = check_args(tokens, 1)
+    tokens = _checked(model, tokens, 1)
     if not 1 <= n_prompt <= tokens.size:
         raise ValueError(f"n_prompt must be in 1..{tokens.size}, got {n_prompt}")
     cache = _make_cache(model)

@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -37,13 +38,13 @@ import mlx.core as mx
 from mlxprof import decode, measure
 from mlxprof.measure import Measurement, iqr, median  # noqa: F401 (bench.median, bench.iqr)
 from mlxprof.lab import models, roofline
-from mlxprof.lab.models.external import looks_loadable
 from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
-           "check_config", "check_writable", "load_result", "pool"]
+           "check_config", "check_writable", "check_outputs", "added_baseline",
+           "load_result", "pool"]
 
-SCHEMA = "mlxprof.lab.bench/1"
+SCHEMA = "mlxprof.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"
 PROFILE_COLUMNS = {          # per-token column of Profiler.per_token() -> row key
     "n_eval": "evals_per_tok", "n_async_eval": "async_evals_per_tok",
@@ -111,6 +112,8 @@ def _check_numbers(cfg: BenchConfig) -> None:
         raise BenchError(f"--warmup-tokens must be >= 1, got {wt}")
     if not _is_int(cfg.prefill_step_size) or cfg.prefill_step_size < 1:
         raise BenchError(f"prefill_step_size must be >= 1, got {cfg.prefill_step_size}")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise BenchError(f"--seed must be an integer >= 0, got {cfg.seed}")
     if cfg.dtype not in DTYPES:
         raise BenchError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     bw = cfg.bandwidth_gbs
@@ -144,6 +147,20 @@ def _loop_name(loop) -> str:
     return loop.name if isinstance(loop, Loop) else str(loop)
 
 
+def added_baseline(cfg: BenchConfig) -> Optional[str]:
+    """The note to show when the baseline is not among the loops (it is added).
+
+    Example:
+        >>> added_baseline(BenchConfig(loops=["sync"], baseline="async"))
+        "baseline 'async' is not in --loops: running it too, first in every round"
+    """
+    names = [_loop_name(lp) for lp in cfg.loops]
+    if cfg.baseline is None or cfg.baseline in names:
+        return None
+    return (f"baseline {cfg.baseline!r} is not in --loops: running it too, "
+            "first in every round")
+
+
 def _resolve_loops(cfg: BenchConfig) -> list[Loop]:
     if not cfg.loops:
         raise BenchError("no loops given")
@@ -164,26 +181,37 @@ def _resolve_loops(cfg: BenchConfig) -> list[Loop]:
     return loops
 
 
-def _known_model(name: str, names: Sequence[str]) -> bool:
-    if name in names:
-        return True
-    return looks_loadable(name)  # a folder or repo id: mlx_lm.load judges it later
-
-
 def _check_models(cfg: BenchConfig, custom_loader: bool) -> None:
     if not cfg.models:
         raise BenchError("no models given")
+    canon = [models.ALIASES.get(m, m) for m in cfg.models]
+    if len(set(canon)) != len(canon):
+        raise BenchError(f"a model is listed twice: {', '.join(cfg.models)}")
     if custom_loader:
         return
-    names, scales = models.NAMES, models.SCALES
-    for name in cfg.models:
-        if not _known_model(name, names):
-            raise BenchError(f"unknown model {name!r}; known models: "
-                             f"{', '.join(names)} (or a path / repo id "
-                             "that mlx_lm.load accepts)")
-    if cfg.scale not in scales:
+    if cfg.scale not in models.SCALES:
         raise BenchError(f"unknown scale {cfg.scale!r}; known scales: "
-                         f"{', '.join(scales)}")
+                         f"{', '.join(models.SCALES)}")
+    for name in cfg.models:
+        _check_model(name, cfg)
+
+
+def _check_model(name: str, cfg: BenchConfig) -> None:
+    """Everything about `name` that can be known before loading it."""
+    try:
+        models.check_loadable(name)
+    except (ValueError, FileNotFoundError) as err:
+        raise BenchError(f"{err} (known models: {', '.join(models.NAMES)}, or a "
+                         "folder / repo id that mlx_lm.load accepts)") from None
+    _check_context(name, models.context_length(name, cfg.scale), cfg)
+
+
+def _check_context(name: str, context: Optional[int], cfg: BenchConfig) -> None:
+    need = cfg.prompt_tokens + cfg.tokens
+    if context is not None and need > context:
+        raise BenchError(f"--prompt-tokens {cfg.prompt_tokens} + --tokens {cfg.tokens} "
+                         f"= {need} positions, more than {name}'s context of {context} "
+                         "(max_position_embeddings)")
 
 
 def check_writable(path: Union[str, Path], directory: bool = False) -> Path:
@@ -215,6 +243,36 @@ def check_writable(path: Union[str, Path], directory: bool = False) -> Path:
     except OSError as err:
         raise BenchError(f"cannot write {path}: {err.strerror or err}") from None
     return path
+
+
+def _refuse_folder(flag: str, name: str) -> None:
+    if name.endswith(("/", os.sep)) or Path(name).expanduser().is_dir():
+        example = Path(name) / ("bench.json" if flag == "--out" else "bench.csv")
+        raise BenchError(f"{flag} {name} is a folder; give a file name, e.g. "
+                         f"{flag} {example}")
+
+
+def check_outputs(out: str, csv_path: Optional[str] = None) -> tuple[Path, Path]:
+    """Check the JSON and CSV outputs before any work; return both paths.
+
+    The CSV defaults to `out` with the suffix `.csv`. Refuses a folder, and
+    two outputs that are one file (the CSV would overwrite the JSON).
+
+    Example:
+        >>> check_outputs("/tmp/mlxprof-doc/r.json")
+        (PosixPath('/tmp/mlxprof-doc/r.json'), PosixPath('/tmp/mlxprof-doc/r.csv'))
+    """
+    _refuse_folder("--out", str(out))
+    if csv_path is not None:
+        _refuse_folder("--csv", str(csv_path))
+    json_p = Path(out).expanduser()
+    csv_p = Path(csv_path).expanduser() if csv_path else json_p.with_suffix(".csv")
+    if json_p.resolve() == csv_p.resolve():
+        fix = ("give --out NAME.json, or a separate --csv" if csv_path is None
+               else "give two different files")
+        raise BenchError(f"--out {out} and the CSV ({csv_p}) are one file: the CSV "
+                         f"would overwrite the JSON; {fix}")
+    return check_writable(json_p), check_writable(csv_p)
 
 
 def check_config(cfg: BenchConfig, custom_loader: bool = False) -> list[Loop]:
@@ -385,7 +443,9 @@ def _timed_rounds(name, scale, loops, models, prompt, cfg, timer, bar,
 def _bench_model(name: str, lm, loops: list[Loop], cfg: BenchConfig, timer,
                  bar, seq0: int) -> tuple[list[dict], dict]:
     """Warm up, time interleaved rounds, optionally profile; return raw + profiles."""
+    _check_context(name, getattr(lm, "context", None), cfg)
     prompt = lm.prompt(cfg.prompt_tokens, seed=cfg.seed)
+    decode.check_args(prompt, cfg.tokens, decode.vocab_size(lm.model))
     models = {lp.name: _prepare(lp, lm.model) for lp in loops}
     _warm_up(name, loops, models, prompt, cfg, timer, bar)
     scale = getattr(lm, "scale", cfg.scale)
@@ -408,13 +468,18 @@ def _model_info(lm, cfg: BenchConfig) -> dict:
 def run(models: Optional[Sequence[str]] = None, loops: Optional[Sequence] = None,
         *, config: Optional[BenchConfig] = None, progress: bool = True,
         loader: Optional[Callable] = None,
-        timer: Callable[[], float] = time.perf_counter, **options) -> "BenchResult":
+        timer: Callable[[], float] = time.perf_counter,
+        on_result: Optional[Callable[["BenchResult"], None]] = None,
+        **options) -> "BenchResult":
     """Benchmark `loops` on `models`; return a BenchResult.
 
     `options` are BenchConfig fields (scale, tokens, prompt_tokens, reps,
     warmup, baseline, seed, bandwidth_gbs, profile, save_recordings).
     `loader(name, scale, seed) -> lm` replaces mlxprof.lab.models.load (stand-ins
-    in tests); `timer` replaces time.perf_counter.
+    in tests); `timer` replaces time.perf_counter. `on_result(result)` is
+    called after each model with everything measured so far (`complete` is
+    False until the last model): save it there, and a Ctrl-C or a failure on a
+    later model keeps the finished ones.
 
     Example:
         >>> res = run(["qwen3-8b"], ["sync", "pipelined"], scale="tiny",
@@ -433,17 +498,21 @@ def run(models: Optional[Sequence[str]] = None, loops: Optional[Sequence] = None
     load = loader or (lambda n, sc, sd: _default_loader(n, sc, sd, dtype))
     per_model = cfg.warmup + cfg.reps + (1 if cfg.profile else 0)
     raw, profiles, infos = [], {}, {}
+    result = None
     with _progress(len(cfg.models) * len(loop_objs) * per_model, progress) as bar:
         for name in cfg.models:
             bar.set_postfix_str(f"loading {name} ({cfg.scale})")
             lm = load(name, cfg.scale, cfg.seed)
-            infos[name] = _model_info(lm, cfg)
             r, p = _bench_model(name, lm, loop_objs, cfg, timer, bar, len(raw))
+            infos[name] = _model_info(lm, cfg)
             raw += r
             profiles[name] = p
             del lm
             mx.clear_cache()
-    return _result(cfg, loop_objs, raw, profiles, infos)
+            result = _result(cfg, loop_objs, raw, profiles, infos)
+            if on_result is not None:
+                on_result(result)
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -518,7 +587,7 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
     bw_gbs, bw_note = roofline.resolve(prov.get("device"), cfg.bandwidth_gbs)
     rows = [_cell(raw, m, lp.name, cfg, infos[m], bw_gbs,
                   profiles.get(m, {}).get(lp.name))
-            for m in cfg.models for lp in loops]
+            for m in cfg.models if m in infos for lp in loops]
     notes = [
         "decode tok/s: tokens 2..N over the time from first to last token; "
         "prompt tok/s: prompt tokens / time to first token",
@@ -526,6 +595,8 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
         if cfg.baseline else "no baseline: ratios not computed",
         f"roofline: {bw_note}",
     ]
+    if added_baseline(cfg):
+        notes.append(added_baseline(cfg))
     if cfg.dtype == "auto" and resolve_dtype("auto") == "float32":
         notes.append("weights float32 (--dtype auto on the CPU backend: MLX's CPU "
                      "half-precision quantized matmul is many times slower); "
@@ -537,7 +608,8 @@ def _result(cfg, loops, raw, profiles, infos) -> "BenchResult":
     config["dtype_used"] = resolve_dtype(cfg.dtype) or "model default"
     config["statistics"] = dict(STATISTICS)
     return BenchResult(config=config, provenance=prov, rows=rows, raw=raw,
-                       models=infos, notes=notes)
+                       models=dict(infos), notes=notes,
+                       complete=all(m in infos for m in cfg.models))
 
 
 # --------------------------------------------------------------------------
@@ -558,6 +630,8 @@ def _cell_text(m: Optional[Measurement], decimals: int) -> str:
 class BenchResult:
     """What `run` measured: `rows` (one dict per model x loop), `raw` (one
     dict per timed run), `config`, `provenance`, `models`, `notes`.
+    `complete` is False for a run that stopped early (`stopped` says why):
+    its rows cover the models in `models` only.
 
     `repr` (and `print`) give the table; Jupyter shows it as HTML. Each
     tok/s cell and ratio is the median over rounds with its 95% bootstrap
@@ -578,6 +652,22 @@ class BenchResult:
     raw: list
     models: dict
     notes: list
+    complete: bool = True
+    stopped: Optional[str] = None
+
+    def status(self) -> str:
+        """'complete', or 'partial: 1 of 2 models measured (why it stopped)'.
+
+        Example:
+            >>> BenchResult({"models": ["a", "b"]}, {}, [], [], {"a": {}}, [],
+            ...             complete=False, stopped="interrupted").status()
+            'partial: 1 of 2 models measured (interrupted)'
+        """
+        if self.complete:
+            return "complete"
+        why = f" ({self.stopped})" if self.stopped else ""
+        return (f"partial: {len(self.models)} of {len(self.config.get('models', []))} "
+                f"models measured{why}")
 
     def measurement(self, model: str, loop: str,
                     quantity: str = "decode_tok_per_s") -> Measurement:
@@ -650,8 +740,7 @@ class BenchResult:
         from mlxprof.provenance import describe
 
         c = self.config
-        return (f"{describe(self.provenance)}; commit "
-                f"{self.provenance.get('git_commit') or '?'}\n"
+        return (f"{describe(self.provenance)}\n"
                 f"prompt {c['prompt_tokens']} tokens, decode {c['tokens']} tokens, "
                 f"{c['reps']} interleaved reps"
                 + (f" in {c['pooled_calls']} runs" if c.get("pooled_calls") else "")
@@ -673,7 +762,9 @@ class BenchResult:
         """A readable table with a provenance caption, notes and noise warnings."""
         body, notes = self._parts()
         table = measure.format_table(self._header(), body, left=2)
-        return f"{self._caption()}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes)
+        status = "" if self.complete else f"\n\nPARTIAL RESULT: {self.status()}"
+        return (f"{self._caption()}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes)
+                + status)
 
     def __str__(self) -> str:
         return self.table()
@@ -686,36 +777,78 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (the `to_json` content)."""
-        return {"schema": SCHEMA, "provenance": self.provenance,
+        return {"schema": SCHEMA, "complete": self.complete, "status": self.status(),
+                "stopped": self.stopped, "provenance": self.provenance,
                 "config": self.config, "notes": self.notes, "models": self.models,
                 "rows": self.rows, "raw": self.raw}
 
     def to_json(self, path: Union[str, Path]) -> Path:
         """Write the JSON (provenance, config, rows, raw per-rep numbers)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(self.to_dict()), indent=1,
-                                   default=str) + "\n")
-        return path
+        text = json.dumps(_jsonable(self.to_dict()), indent=1, default=str) + "\n"
+        with _replacing(path, "w") as f:
+            f.write(text)
+        return Path(path)
 
     def to_csv(self, path: Union[str, Path]) -> Path:
         """Write one line per row, with the provenance repeated as columns."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         prov = {f"prov_{k}": v for k, v in self.provenance.items()}
-        lines = [{**r, **prov} for r in self.rows]
+        lines = [{**r, "complete": self.complete, **prov} for r in self.rows]
         keys = list(dict.fromkeys(k for line in lines for k in line))
-        with open(path, "w", newline="") as f:
+        with _replacing(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(lines)
-        return path
+        return Path(path)
 
     def dataframe(self):
         """The rows as a pandas DataFrame."""
         import pandas as pd
 
         return pd.DataFrame(self.rows)
+
+
+@contextmanager
+def _replacing(path: Union[str, Path], mode: str, **kw):
+    """Write a sibling temp file, then rename it over `path`: an interrupted
+    write leaves the old file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode, **kw) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class ResultWriter:
+    """Writes a run's JSON and CSV each time a model finishes (`run(on_result=...)`),
+    and marks the files partial, with the reason, when the run stops early.
+
+    Example:
+        >>> w = ResultWriter("out/bench.json", "out/bench.csv")    # doctest: +SKIP
+        >>> res = run(config=cfg, on_result=w)                      # doctest: +SKIP
+    """
+
+    def __init__(self, out: Union[str, Path], csv_path: Union[str, Path]):
+        self.out, self.csv = Path(out), Path(csv_path)
+        self.replaced = self.out.exists()     # a previous run's file
+        self.result: Optional[BenchResult] = None
+
+    def __call__(self, result: "BenchResult") -> None:
+        self.result = result
+        result.to_json(self.out)
+        result.to_csv(self.csv)
+
+    def stopped(self, reason: str) -> str:
+        """Mark what was written as partial (`reason`); return a line for the user."""
+        if self.result is None:
+            kept = f" (the previous {self.out} is untouched)" if self.replaced else ""
+            return f"no model finished: nothing written{kept}"
+        self.result.complete, self.result.stopped = False, reason
+        self(self.result)
+        return f"{self.result.status()}: kept in {self.out} and {self.csv}"
 
 
 def _jsonable(obj):
@@ -739,7 +872,8 @@ def load_result(path: Union[str, Path]) -> BenchResult:
     d = json.loads(Path(path).read_text())
     return BenchResult(config=d["config"], provenance=d["provenance"],
                        rows=d["rows"], raw=d["raw"], models=d.get("models", {}),
-                       notes=d.get("notes", []))
+                       notes=d.get("notes", []), complete=d.get("complete", True),
+                       stopped=d.get("stopped"))
 
 
 # --------------------------------------------------------------------------

@@ -31,10 +31,15 @@ Example:
 """
 from __future__ import annotations
 
+import json
+import numbers
+from pathlib import Path
+
 import mlx.core as mx
 
 from mlxprof.lab.models.accounting import bytes_per_token, weight_bytes
-from mlxprof.lab.models.configs import SCALES, SYNTHETIC, check_scale, model_config, spec
+from mlxprof.lab.models.configs import (SCALES, SYNTHETIC, check_scale, model_config,
+                                        spec, text_config)
 from mlxprof.lab.models.lm import LM
 from mlxprof.lab.models.smollm2 import WeightsNotFound, cached_path, fetch
 
@@ -43,7 +48,8 @@ NAMES = SYNTHETIC + REAL
 ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
-           "cached_path", "LM", "WeightsNotFound", "model_config"]
+           "cached_path", "LM", "WeightsNotFound", "model_config", "check_seed",
+           "context_length", "check_loadable"]
 
 
 def _unknown(name: str) -> str:
@@ -72,6 +78,7 @@ def load(name: str, scale: str = "small", seed: int = 0, *,
         ('qwen3-8b', 'tiny', None)
     """
     check_scale(scale)
+    check_seed(seed)
     name = ALIASES.get(name, name)
     if name in SYNTHETIC:
         return _load_synthetic(name, scale, seed, shapes_only, dtype)
@@ -106,3 +113,77 @@ def _load_external(name) -> LM:
     except Exception as err:  # mlx_lm raises many kinds; say which in one line
         raise ValueError(f"{_unknown(name)} ({type(err).__name__}: {err})") from err
     return LM(model, tok, name, "full", cfg)
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """Return ``seed`` if it is an integer >= 0, else raise a one-line ValueError.
+
+    Example:
+        >>> check_seed("abc")
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer >= 0, got 'abc'
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{what} must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def context_length(name: str, scale: str = "small") -> int | None:
+    """Positions the model was built for (``max_position_embeddings``), read
+    without loading it; None when only loading can tell (a repo id).
+
+    Example:
+        >>> context_length("qwen3-8b", "full")
+        40960
+    """
+    name = ALIASES.get(name, name)
+    if name in SYNTHETIC:
+        cfg = model_config(name, scale)
+    elif name in REAL:
+        from mlxprof.lab.models import smollm2
+        return smollm2.CONTEXT
+    else:
+        cfg = _folder_config(name) or {}
+    ctx = text_config(cfg).get("max_position_embeddings")
+    return int(ctx) if ctx else None
+
+
+def _folder_config(name: str) -> dict | None:
+    path = Path(name).expanduser() / "config.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def check_loadable(name: str) -> None:
+    """Raise a one-line error now if ``load(name)`` is sure to fail later.
+
+    Synthetic names always load; SmolLM2 needs its weights (fetched here if
+    missing, unless ``$MLXPROF_OFFLINE``); a folder needs mlx-lm's
+    ``config.json`` and ``*.safetensors``; a repo id is only checked by shape.
+
+    Example:
+        >>> check_loadable("/tmp")
+        Traceback (most recent call last):
+        ...
+        ValueError: /tmp is not an mlx-lm model folder: it has no config.json
+    """
+    name = ALIASES.get(name, name)
+    if name in SYNTHETIC:
+        return
+    if name in REAL:
+        from mlxprof.lab.models import smollm2
+        smollm2.ensure()
+        return
+    from mlxprof.lab.models.external import looks_loadable
+
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        for pattern in ("config.json", "*.safetensors"):
+            if not any(folder.glob(pattern)):
+                raise ValueError(f"{name} is not an mlx-lm model folder: it has no "
+                                 f"{pattern}")
+    elif not looks_loadable(name):
+        raise ValueError(_unknown(name))

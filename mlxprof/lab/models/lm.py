@@ -8,6 +8,7 @@ Example:
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,12 +53,19 @@ class LM:
         return int(text_config(self.config).get("vocab_size")
                    or self.model.model.embed_tokens.weight.shape[0])
 
+    @property
+    def context(self) -> int | None:
+        """``max_position_embeddings``: the longest sequence the model is for."""
+        ctx = text_config(self.config).get("max_position_embeddings")
+        return int(ctx) if ctx else None
+
     def prompt(self, n_tokens: int | str, seed: int = 0) -> mx.array:
         """A 1-D int32 prompt of ``n_tokens`` ids, or the chat-encoded text.
 
         Synthetic models get seeded random ids; models with a tokenizer get a
         chat-templated real prompt of exactly ``n_tokens`` (see
         :func:`chat_prompt`). A string is passed to :meth:`encode_chat`.
+        ``n_tokens`` must be an integer in 1..:attr:`context`.
 
         Example:
             >>> lm.prompt(4, seed=1).dtype                   # doctest: +SKIP
@@ -65,11 +73,17 @@ class LM:
         """
         if isinstance(n_tokens, str):
             return self.encode_chat(n_tokens)
-        if int(n_tokens) <= 0:
-            raise ValueError(f"n_tokens must be > 0, got {n_tokens}")
+        self._check_length(n_tokens)
         if self.tokenizer is None:
             return random_prompt(self.vocab_size, int(n_tokens), seed)
         return chat_prompt(self.tokenizer, int(n_tokens))
+
+    def _check_length(self, n) -> None:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+            raise ValueError(f"n_tokens must be an integer > 0, got {n!r}")
+        if self.context is not None and n > self.context:
+            raise ValueError(f"n_tokens={n} is longer than {self.name}'s context of "
+                             f"{self.context} tokens (max_position_embeddings)")
 
     def encode_chat(self, text: str) -> mx.array:
         """``text`` as one user turn of the chat template, ready to answer.

