@@ -1,0 +1,316 @@
+"""Round-2 GPU check of `fast` vs mlx-lm, one bounded device call (issue 14, 13/16).
+
+    python3 experiments/gpu_round2.py --models qwen3-8b,qwen3.5-35b-a3b \
+        --scale full --rounds 5 --tokens 256 --budget 520 --out "$OUT"
+
+Per model, in this order, each stage written to ``<out>/gpu_round2_<model>.json``
+as soon as it ends (a call cut short still leaves what it finished):
+
+1. load the model, optimize it (what the "auto" kernel options picked) and the
+   CUDA kernels' self-checks at its shapes (CUDA only);
+2. determinism: `fast` --repeat times (the first run is also its warm-up, as
+   in issue 13's report) and mlx-lm once, --tokens greedy tokens each, same
+   prompt: are the runs identical, where do they first differ;
+3. the correctness yardstick (mlxprof.decode.accuracy): mlx-lm bf16 and
+   `fast` against the same model in float32, --steps teacher-forced steps;
+4. interleaved rounds mlx_lm / fast (order alternating), --tokens decode
+   tokens after a --prompt token prompt, until --rounds or the model's share of
+   --budget is spent; raw rounds, median ratio and a bootstrap interval;
+5. a profiled pass of each loop (ops per token, host ms, time in async_eval).
+
+``smollm2-shape`` is a synthetic llama with SmolLM2-135M's shapes (its real
+weights are too big to carry to the device): 4-bit group 32 like the GGUF,
+tied embeddings, random weights. A summary of every model goes to
+``<out>/gpu_round2_summary.json``. At most 5 files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))      # check_kernels
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mlxprof
+
+SMOLLM2_SHAPE = {     # SmolLM2-135M-Instruct's config (as read from its GGUF)
+    "full": {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
+             "intermediate_size": 1536, "num_attention_heads": 9,
+             "num_key_value_heads": 3, "rms_norm_eps": 1e-5, "vocab_size": 49152,
+             "rope_theta": 100000.0, "max_position_embeddings": 8192,
+             "tie_word_embeddings": True},
+    "small": {"hidden_size": 64, "intermediate_size": 192, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "vocab_size": 1024},
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+             "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 512},
+}
+SMOLLM2_RECIPE = {"group_size": 32, "bits": 4, "mode": "affine"}
+
+
+class Clock:
+    """Seconds left of the call's budget."""
+
+    def __init__(self, budget_s: float):
+        self.t0, self.budget = time.perf_counter(), budget_s
+
+    def used(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return self.budget - self.used()
+
+
+def log(*parts) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
+
+
+def load(name: str, scale: str):
+    """An LM for a synthetic name or ``smollm2-shape``."""
+    from mlxprof.lab import models
+    if name != "smollm2-shape":
+        return models.load(name, scale=scale, seed=0)
+    from mlxprof.lab.models.configs import merge
+    from mlxprof.lab.models.lm import LM
+    from mlxprof.lab.models.synthetic import build
+    cfg = SMOLLM2_SHAPE["full"] if scale == "full" else merge(
+        SMOLLM2_SHAPE["full"], SMOLLM2_SHAPE[scale])
+    model, qcfg = build(cfg, seed=0, recipe=SMOLLM2_RECIPE)
+    return LM(model, None, name, scale, qcfg, 0)
+
+
+def kernels(fast) -> dict:
+    """What the "auto" options picked, and the kernels' self-checks on CUDA."""
+    from mlxprof.decode.kernels.cuda_common import on_cuda
+    layers = fast.layers
+    out = {"on_cuda": on_cuda(),
+           "gated_delta": sorted({l.mixer.recurrence for l in layers
+                                  if hasattr(l.mixer, "recurrence")}),
+           "router_combine": sorted({f"{l.ffn.router_mode}/{l.ffn.combine}" for l in layers
+                                     if hasattr(l.ffn, "router_mode")}),
+           "add_norm": sorted({str(l.cuda_norm) for l in layers}),
+           "qk_norm_rope": sorted({str(l.mixer.cuda_rope) for l in layers
+                                   if hasattr(l.mixer, "cuda_rope")})}
+    if on_cuda():
+        from check_kernels import self_checks
+        try:
+            out["self_checks"] = self_checks(fast)
+        except Exception as err:  # report, keep going: the bench still means something
+            out["self_checks"] = {"error": f"{type(err).__name__}: {err}"}
+    return out
+
+
+def tokens_of(model, prompt, n: int, loop: str) -> list[int]:
+    from mlxprof import decode
+    toks = list(decode.LOOPS[loop].fn(model, prompt, n))
+    decode.synchronize()
+    return toks
+
+
+def first_diff(a: list, b: list):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
+                None if len(a) == len(b) else min(len(a), len(b)))
+
+
+def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
+    """`fast` `repeat` times (first = warm-up) and mlx-lm once: same tokens?"""
+    runs, secs = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        runs.append(tokens_of(fast, prompt, n, "fast"))
+        secs.append(round(time.perf_counter() - t, 2))
+    ref = tokens_of(lm.model, prompt, n, "mlx_lm")
+    return {"tokens": n, "runs": repeat, "seconds": secs,
+            "identical": all(r == runs[0] for r in runs),
+            "first_diff_vs_run0": [first_diff(runs[0], r) for r in runs[1:]],
+            "greedy_vs_mlx_lm_first_diff": first_diff(ref, runs[-1]),
+            "greedy_vs_mlx_lm_agreement": sum(a == b for a, b in zip(ref, runs[-1])) / n,
+            "fast_tokens": runs, "mlx_lm_tokens": ref}
+
+
+def yardstick(lm, fast, prompt, steps: int) -> dict:
+    from mlxprof.decode.accuracy import yardstick as measure
+    y = measure(lm.model, {"fast": fast}, prompt, steps)
+    log(str(y))
+    return y.to_dict()
+
+
+def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of the median of ``xs``."""
+    if len(xs) < 2:
+        return [xs[0], xs[0]] if xs else []
+    rnd = random.Random(seed)
+    meds = sorted(statistics.median(rnd.choices(xs, k=len(xs))) for _ in range(n))
+    return [meds[int(0.025 * n)], meds[int(0.975 * n) - 1]]
+
+
+def one_run(loop: str, model, prompt, n: int) -> dict:
+    from mlxprof import decode
+    from mlxprof.lab.bench import time_run
+    t = time_run(decode.LOOPS[loop].fn, model, prompt, n)
+    return {"loop": loop, "prompt_tok_per_s": t.prompt_tok_per_s,
+            "decode_tok_per_s": t.decode_tok_per_s, "ttft_s": t.ttft_s,
+            "decode_s": t.decode_s, "n_tokens": t.n_tokens}
+
+
+def rounds(lm, fast, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
+    """Interleaved rounds (order alternating) until `want` or the deadline."""
+    models = {"mlx_lm": lm.model, "fast": fast}
+    raw, last = [], 0.0
+    while len(raw) < want and (not raw or clock.used() + last < deadline):
+        t = time.perf_counter()
+        order = ("mlx_lm", "fast") if len(raw) % 2 == 0 else ("fast", "mlx_lm")
+        raw.append({"round": len(raw), "order": list(order),
+                    **{k: one_run(k, models[k], prompt, n) for k in order}})
+        last = time.perf_counter() - t
+        r = raw[-1]
+        log(f"  round {len(raw)}: mlx_lm {r['mlx_lm']['decode_tok_per_s']:.1f} tok/s, "
+            f"fast {r['fast']['decode_tok_per_s']:.1f} tok/s ({last:.1f}s)")
+    return summarize(raw)
+
+
+def summarize(raw: list[dict]) -> dict:
+    def col(loop, key):
+        return [r[loop][key] for r in raw]
+    out = {"raw": raw, "n_rounds": len(raw)}
+    for key, name in (("decode_tok_per_s", "decode"), ("prompt_tok_per_s", "prompt")):
+        ratios = [f / m for f, m in zip(col("fast", key), col("mlx_lm", key))]
+        out[name] = {"mlx_lm_median": statistics.median(col("mlx_lm", key)),
+                     "fast_median": statistics.median(col("fast", key)),
+                     "ratio_median": statistics.median(ratios),
+                     "ratio_ci95": bootstrap(ratios), "ratios": ratios}
+    return out
+
+
+def profiled(lm, fast, prompt, n: int) -> dict:
+    """Per-token medians of one profiled run of each loop (ops counted)."""
+    from mlxprof import Profiler, decode
+    out = {}
+    for loop, model in (("mlx_lm", lm.model), ("fast", fast)):
+        with Profiler(count_ops=True) as prof:
+            for _ in prof.track(decode.LOOPS[loop].fn(model, prompt, n)):
+                pass
+        decode.synchronize()
+        df = prof.per_token().iloc[1:]
+        out[loop] = {k: float(df[c].median()) for k, c in (
+            ("ops_per_tok", "ops_total"), ("host_ms", "host_ms"), ("wall_ms", "wall_ms"),
+            ("submit_ms", "submit_ms"), ("blocked_ms", "blocked_ms")) if c in df}
+        log(f"  profile {loop}: {out[loop]}")
+    return out
+
+
+def write(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, default=str))
+
+
+def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict:
+    from mlxprof.decode.optimize import optimize_model
+    from mlxprof.provenance import collect
+    res = {"model": name, "scale": args.scale, "provenance": collect(),
+           "config": {k: getattr(args, k) for k in ("tokens", "prompt", "steps",
+                                                     "rounds", "repeat")},
+           "stages": {}}
+    path = out / f"gpu_round2_{name.replace('.', '_')}.json"
+
+    def stage(key, fn, need_s=0.0):
+        if clock.used() + need_s > deadline:
+            res["stages"][key] = {"skipped": "out of time"}
+            log(f"{name}: {key} skipped (out of time)")
+            write(path, res)
+            return None
+        t = time.perf_counter()
+        try:
+            val = fn()
+        except Exception as err:  # one failed stage must not lose the others
+            val = {"error": f"{type(err).__name__}: {err}"}
+        res["stages"][key] = val
+        res.setdefault("seconds", {})[key] = round(time.perf_counter() - t, 1)
+        log(f"{name}: {key} done in {res['seconds'][key]}s")
+        write(path, res)
+        return val
+
+    log(f"{name}: loading ({args.scale})")
+    lm = load(name, args.scale)
+    prompt = lm.prompt(args.prompt, seed=0)
+    fast = optimize_model(lm.model)
+    stage("kernels", lambda: kernels(fast))
+    stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat))
+    if "yardstick" not in args.skip:
+        stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps))
+    stage("rounds", lambda: rounds(lm, fast, prompt, args.tokens, args.rounds,
+                                   deadline - args.profile_reserve, clock))
+    if "profile" not in args.skip:
+        stage("profile", lambda: profiled(lm, fast, prompt, args.profile_tokens))
+    return res
+
+
+def free() -> None:
+    """Drop the last model's arrays before loading the next (full sizes add up)."""
+    import gc
+
+    import mlx.core as mx
+    gc.collect()
+    mx.clear_cache()
+
+
+def brief(res: dict) -> dict:
+    st = res["stages"]
+    r, y, d = st.get("rounds") or {}, st.get("yardstick") or {}, st.get("determinism") or {}
+    return {"model": res["model"], "decode": {k: v for k, v in (r.get("decode") or {}).items()
+                                              if k != "ratios"},
+            "prompt_ratio_median": (r.get("prompt") or {}).get("ratio_median"),
+            "n_rounds": r.get("n_rounds"), "yardstick_ok": y.get("ok"),
+            "yardstick_conditioned": y.get("conditioned"),
+            "deterministic": d.get("identical"), "profile": st.get("profile"),
+            "seconds": res.get("seconds")}
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="qwen3-8b,qwen3.5-35b-a3b,qwen3-30b-a3b,smollm2-shape")
+    ap.add_argument("--scale", default="full", choices=("tiny", "small", "full"))
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=128, help="teacher-forced steps")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3, help="fast runs for determinism")
+    ap.add_argument("--profile-tokens", type=int, default=64)
+    ap.add_argument("--profile-reserve", type=float, default=20.0,
+                    help="seconds kept for the profiled pass of each model")
+    ap.add_argument("--budget", type=float, default=520.0, help="seconds for the call")
+    ap.add_argument("--skip", default="", help="comma list: yardstick,profile")
+    ap.add_argument("--out", default="out")
+    args = ap.parse_args(argv)
+    args.skip = set(filter(None, args.skip.split(",")))
+    if args.tokens < 2 or args.rounds < 1 or args.steps < 1 or args.repeat < 1:
+        ap.error("need --tokens >= 2, --rounds >= 1, --steps >= 1, --repeat >= 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = Clock(args.budget)
+    names = [m for m in args.models.split(",") if m]
+    summary = {"argv": sys.argv, "models": []}
+    for i, name in enumerate(names):
+        share = clock.left() / (len(names) - i)
+        log(f"== {name}: {share:.0f}s of {clock.left():.0f}s left")
+        try:
+            res = run_model(name, args, clock, clock.used() + share, out)
+            summary["models"].append(brief(res))
+        except Exception as err:  # a model that fails to load: say so, go on
+            log(f"{name}: FAILED {type(err).__name__}: {err}")
+            summary["models"].append({"model": name, "error": f"{type(err).__name__}: {err}"})
+        free()
+        write(out / "gpu_round2_summary.json", summary)
+    log("done in", round(clock.used(), 1), "s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

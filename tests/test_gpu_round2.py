@@ -1,0 +1,45 @@
+"""experiments/gpu_round2.py runs end to end at tiny scale on the CPU (the GPU call
+must not be the first place it runs)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_round2_tiny_writes_every_stage(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, str(ROOT / "experiments" / "gpu_round2.py"),
+           "--models", "qwen3-30b-a3b,smollm2-shape", "--scale", "tiny",
+           "--tokens", "6", "--steps", "4", "--rounds", "2", "--repeat", "2",
+           "--profile-tokens", "4", "--budget", "200", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "gpu_round2_summary.json").read_text())
+    assert [m["model"] for m in summary["models"]] == ["qwen3-30b-a3b", "smollm2-shape"]
+    for name in ("qwen3-30b-a3b", "smollm2-shape"):
+        res = json.loads((tmp_path / f"gpu_round2_{name}.json").read_text())
+        st = res["stages"]
+        assert not any("error" in v for v in st.values() if isinstance(v, dict)), st
+        assert st["determinism"]["identical"] is True
+        assert len(st["determinism"]["fast_tokens"]) == 2
+        assert st["yardstick"]["n_rows"] == 4 and "fast" in st["yardstick"]
+        assert st["rounds"]["n_rounds"] == 2 and len(st["rounds"]["raw"]) == 2
+        assert st["rounds"]["raw"][1]["order"] == ["fast", "mlx_lm"]
+        lo, hi = st["rounds"]["decode"]["ratio_ci95"]
+        assert lo <= st["rounds"]["decode"]["ratio_median"] <= hi
+        assert st["profile"]["fast"]["ops_per_tok"] < st["profile"]["mlx_lm"]["ops_per_tok"]
+        assert res["provenance"]["backend"]
+
+
+def test_gpu_round2_out_of_time_skips_stages(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, str(ROOT / "experiments" / "gpu_round2.py"),
+           "--models", "qwen3-8b", "--scale", "tiny", "--tokens", "4", "--steps", "2",
+           "--budget", "0", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((tmp_path / "gpu_round2_qwen3-8b.json").read_text())
+    assert res["stages"]["rounds"] == {"skipped": "out of time"}
