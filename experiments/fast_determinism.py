@@ -1,0 +1,85 @@
+"""Does `fast` give the same greedy tokens every run? Which lever makes it differ (GPU).
+
+    python3 experiments/fast_determinism.py --model qwen3-8b --scale full --tokens 300 \
+        --out out/fast_determinism.json
+
+Issue 13 saw `fast`'s first (warm-up) run on the Qwen3-8B shape differ from the later
+runs from token ~230 on. This runs mlx-lm's loop and several `optimize_model` variants
+`--repeat` times each on the same prompt, in this order, and records where each run first
+differs from the variant's first run. A fresh `optimize_model` per variant separates a
+first-run-of-the-process effect (kernel JIT) from a first-trace-of-the-model effect.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+VARIANTS = {
+    "default": {},
+    "default_again": {},
+    "no_kv_in_compile": {"kv_in_compile": False},
+    "no_compile": {"compile": False},
+    "kernels_off": {"add_norm": "ops", "qk_norm_rope": "ops", "qmv": "ops"},
+}
+
+
+def first_diff(a: list, b: list):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+def runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
+    from mlxprof import decode
+    toks, secs = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        toks.append(list(decode.stream(model, prompt, n, loop=loop)))
+        secs.append(round(time.perf_counter() - t, 2))
+    return {"seconds": secs, "first_diff_vs_run0": [first_diff(toks[0], t) for t in toks[1:]],
+            "identical": all(t == toks[0] for t in toks), "tokens": toks}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="qwen3-8b")
+    ap.add_argument("--scale", default="full")
+    ap.add_argument("--tokens", type=int, default=300)
+    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--out", default="out/fast_determinism.json")
+    args = ap.parse_args()
+
+    from mlxprof import provenance
+    from mlxprof.decode.optimize import Options, optimize_model
+    from mlxprof.lab import models
+
+    lm = models.load(args.model, scale=args.scale, seed=0)
+    prompt = lm.prompt(args.prompt)
+    out = {"provenance": provenance.collect(), "config": vars(args), "loops": {}}
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        path.write_text(json.dumps(out, indent=1))
+
+    out["loops"]["mlx_lm"] = runs(lm.model, prompt, args.tokens, "mlx_lm", args.repeat)
+    print("mlx_lm", {k: v for k, v in out["loops"]["mlx_lm"].items() if k != "tokens"},
+          flush=True)
+    save()
+    ref = out["loops"]["mlx_lm"]["tokens"][-1]
+    for name in args.variants.split(","):
+        fast = optimize_model(lm.model, Options(**VARIANTS[name]))
+        r = runs(fast, prompt, args.tokens, "pipelined", args.repeat)
+        r["first_diff_vs_mlx_lm"] = first_diff(ref, r["tokens"][-1])
+        out["loops"][name] = r
+        print(name, {k: v for k, v in r.items() if k != "tokens"}, flush=True)
+        save()
+
+
+if __name__ == "__main__":
+    main()
