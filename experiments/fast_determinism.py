@@ -51,6 +51,11 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--plain-loops", default="",
+                    help="comma list of loops to also run on the unoptimized model, "
+                         "e.g. sync,async,pipelined")
+    ap.add_argument("--fast-loop", default="pipelined",
+                    help="the loop the optimized variants run in (e.g. sync)")
     ap.add_argument("--out", default="out/fast_determinism.json")
     args = ap.parse_args()
 
@@ -72,9 +77,14 @@ def main() -> None:
           flush=True)
     save()
     ref = out["loops"]["mlx_lm"]["tokens"][-1]
-    for name in args.variants.split(","):
+    for loop in filter(None, args.plain_loops.split(",")):
+        r = runs(lm.model, prompt, args.tokens, loop, args.repeat)
+        out["loops"][f"plain_{loop}"] = r
+        print(f"plain_{loop}", {k: v for k, v in r.items() if k != "tokens"}, flush=True)
+        save()
+    for name in filter(None, args.variants.split(",")):
         fast = optimize_model(lm.model, Options(**VARIANTS[name]))
-        r = runs(fast, prompt, args.tokens, "pipelined", args.repeat)
+        r = runs(fast, prompt, args.tokens, args.fast_loop, args.repeat)
         r["first_diff_vs_mlx_lm"] = first_diff(ref, r["tokens"][-1])
         out["loops"][name] = r
         print(name, {k: v for k, v in r.items() if k != "tokens"}, flush=True)
