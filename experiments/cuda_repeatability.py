@@ -5,7 +5,8 @@
 mlx-lm's own greedy decode on the CUDA backend gave different tokens between runs
 after ~250 tokens (experiments/fast_determinism.py). This evaluates single ops at
 one-token decode shapes many times each on fixed random inputs and counts the
-distinct results: scaled_dot_product_attention over key lengths around the KV
+distinct results, also with different bytes left in the allocator's free buffers
+before each run ("dirty pool": an op that reads memory it did not write shows it): scaled_dot_product_attention over key lengths around the KV
 cache's 256-step growth (contiguous and as the cache's sliced view), the 4-bit
 matvec, and a float32 sum.
 """
@@ -19,11 +20,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def distinct(fn, reps: int) -> int:
+def scribble(rep: int) -> None:
+    """Leave different bytes in the allocator's free buffers before the next op."""
+    import mlx.core as mx
+    for size in (1 << 10, 1 << 14, 1 << 18, 1 << 22):
+        junk = mx.full((size,), float(rep + 1) * 1e3, mx.float32)
+        mx.eval(junk)
+        del junk
+
+
+def distinct(fn, reps: int, dirty: bool = False) -> int:
     import mlx.core as mx
     import numpy as np
     seen = set()
-    for _ in range(reps):
+    for rep in range(reps):
+        if dirty:
+            scribble(rep)
         out = fn()
         mx.eval(out)
         seen.add(np.array(out.astype(mx.float32)).tobytes())
@@ -53,7 +65,10 @@ def main() -> None:
         g = lambda: mx.fast.scaled_dot_product_attention(
             q, big_k[..., :n, :], big_v[..., :n, :], scale=d ** -0.5)
         res["sdpa_view"][n] = distinct(g, args.reps)
-        print("sdpa", n, res["sdpa"][n], "view", res["sdpa_view"][n], flush=True)
+        res.setdefault("sdpa_dirty_pool", {})[n] = distinct(f, args.reps, dirty=True)
+        res.setdefault("sdpa_view_dirty_pool", {})[n] = distinct(g, args.reps, dirty=True)
+        print("sdpa", n, res["sdpa"][n], "view", res["sdpa_view"][n], "dirty pool",
+              res["sdpa_dirty_pool"][n], res["sdpa_view_dirty_pool"][n], flush=True)
     w = mx.random.normal((4096, 4096)).astype(mx.bfloat16)
     wq, s, b = mx.quantize(w, group_size=64, bits=4)
     x = mx.random.normal((1, 4096)).astype(mx.bfloat16)
@@ -62,6 +77,9 @@ def main() -> None:
         args.reps)
     y = mx.random.normal((1 << 20,))
     res["sum_f32"] = distinct(lambda: y.sum(), args.reps)
+    res["quantized_matmul_dirty_pool"] = distinct(
+        lambda: mx.quantized_matmul(x, wq, s, b, transpose=True, group_size=64, bits=4),
+        args.reps, dirty=True)
     print(res, flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
