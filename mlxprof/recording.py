@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from mlxprof.events import Event, LockHold, MlxprofError, Step
+from mlxprof.events import Collective, Event, LockHold, MlxprofError, Step
 
 FORMAT = "mlxprof-recording"
 FORMAT_VERSION = 1
@@ -26,8 +26,10 @@ class Recording:
     """What a profile left behind. Times are perf_counter ns of the recording host.
 
     Attributes: events (list[Event]), steps (list[Step]), holds (list[LockHold]),
-    threads ({thread id: name}), start_ns, end_ns, options, meta, provenance,
-    format_version.
+    collectives (list[Collective]), threads ({thread id: name}), start_ns, end_ns,
+    options, meta, provenance (with "distributed": rank, size, backend or None),
+    clock ({"perf_ns", "wall_ns"}: the start in perf_counter and time.time_ns, or
+    None in recordings made before mlxprof had it), format_version.
 
     Example:
         >>> rec = prof.recording                # doctest: +SKIP
@@ -36,10 +38,12 @@ class Recording:
 
     def __init__(self, *, events, steps, holds=(), threads=None, start_ns=0,
                  end_ns=0, options=None, meta=None, provenance=None,
-                 format_version=FORMAT_VERSION):
+                 format_version=FORMAT_VERSION, collectives=(), clock=None):
         self.events: list[Event] = list(events)
         self.steps: list[Step] = list(steps)
         self.holds: list[LockHold] = list(holds)
+        self.collectives: list[Collective] = list(collectives)
+        self.clock = dict(clock) if clock else None
         self.threads: dict[int, str] = dict(threads or {})
         self.start_ns, self.end_ns = int(start_ns), int(end_ns)
         self.options = dict(options or {})
@@ -49,6 +53,11 @@ class Recording:
             provenance = collect()
         self.provenance = provenance
         self.format_version = format_version
+
+    @property
+    def distributed(self) -> dict | None:
+        """{"rank", "size", "backend"} when recorded in an mx.distributed job, else None."""
+        return self.provenance.get("distributed")
 
     def __repr__(self) -> str:
         return (f"<mlxprof.Recording {len(self.steps)} steps, {len(self.events)} "
@@ -106,6 +115,8 @@ class Recording:
             "events": cols,
             "steps": [list(s) for s in self.steps],
             "holds": [list(h) for h in self.holds],
+            "collectives": [list(c) for c in self.collectives],
+            "clock": self.clock,
         }
 
     @classmethod
@@ -136,18 +147,50 @@ class Recording:
             holds=[LockHold(*h[:7], bool(h[7])) for h in d["holds"]],
             threads={int(k): v for k, v in d["threads"].items()},
             start_ns=d["start_ns"], end_ns=d["end_ns"], options=d["options"],
-            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"])
+            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"],
+            # optional keys: recordings from before collectives and clock anchors
+            collectives=[Collective(*c) for c in d.get("collectives", [])],
+            clock=d.get("clock"))
 
     def save(self, path) -> str:
         """Write gzipped JSON to `path`; returns the path.
 
+        In a distributed run (group size > 1) each rank writes its own file:
+        `{rank}` in `path` is replaced by the rank, or `.rank<r>` is put
+        before the suffix when `path` has no `{rank}`.
+
         Example:
             >>> prof.save("out/run.mlxprof.json.gz")   # doctest: +SKIP
+            'out/run.mlxprof.json.gz'
         """
+        path = rank_path(path, self.distributed)
         with _open_for_write(path, "wb", "recording") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb") as f:
                 f.write(json.dumps(self.to_dict()).encode())
         return str(path)
+
+
+def rank_path(path, dist: dict | None) -> str:
+    """`path` with the rank of `dist` in it when the group has more than one rank.
+
+    Example:
+        >>> rank_path("out/run.mlxprof.json.gz", {"rank": 1, "size": 2})
+        'out/run.rank1.mlxprof.json.gz'
+        >>> rank_path("qwen3.5.mlxprof.json.gz", {"rank": 0, "size": 2})
+        'qwen3.5.rank0.mlxprof.json.gz'
+        >>> rank_path("r{rank}.json.gz", {"rank": 0, "size": 2})
+        'r0.json.gz'
+    """
+    path = os.fspath(path)
+    if "{rank}" in path:
+        return path.replace("{rank}", str(dist["rank"] if dist else 0))
+    if not dist or (dist.get("size") or 1) <= 1:
+        return path
+    p, tag = Path(path), f".rank{dist['rank']}"
+    for suffix in (".mlxprof.json.gz", ".json.gz", ".gz", ".json"):
+        if p.name.endswith(suffix):
+            return str(p.with_name(p.name[:-len(suffix)] + tag + suffix))
+    return str(p.with_name(p.name + tag))
 
 
 def load(path) -> Recording:
