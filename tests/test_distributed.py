@@ -161,3 +161,26 @@ def test_no_group_at_all_is_an_error():
         mlxprof.load_ranks([rec, _fake(1)])
     with pytest.raises(MlxprofError, match="no recordings match"):
         mlxprof.load_ranks("/nonexistent/*.mlxprof.json.gz")
+
+
+def test_cli_ranks_prints_the_set_and_writes_one_trace(tmp_path, capsys):
+    from mlxprof.cli import main
+
+    for r in (0, 1):
+        _fake(r).save(tmp_path / "run.mlxprof.json.gz")
+    trace = tmp_path / "t.json"
+    assert main(["ranks", str(tmp_path), "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert "2 ranks (ring)" in out and "skew_ms" in out
+    pids = {e["pid"] for e in json.load(open(trace))["traceEvents"]}
+    assert pids == {1, 2}
+
+
+def test_cli_ranks_bad_set_is_one_line_exit_2(tmp_path, capsys):
+    from mlxprof.cli import main
+
+    path = _fake(0).save(tmp_path / "run.mlxprof.json.gz")
+    assert main(["ranks", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mlxprof ranks: error: rank(s) [1] of 2 missing")
+    assert "\n" not in err
