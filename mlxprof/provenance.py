@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -107,11 +108,20 @@ def distributed(group=None, seen=None, env=None) -> dict | None:
         seen = (group.rank(), group.size())
     if seen is None:
         rank = env.get("MLX_RANK", env.get("OMPI_COMM_WORLD_RANK"))
-        size = env.get("MLX_WORLD_SIZE", env.get("OMPI_COMM_WORLD_SIZE"))
+        size = env.get("MLX_WORLD_SIZE", env.get("OMPI_COMM_WORLD_SIZE")) or _ring_size(env)
         if rank is None or backend_name is None:
             return None
         seen = (int(rank), None if size is None else int(size))
     return {"rank": int(seen[0]), "size": seen[1], "backend": backend_name or "unknown"}
+
+
+def _ring_size(env) -> int | None:
+    """Ranks in the ring hostfile mlx.launch writes (a JSON list, one entry per rank)."""
+    try:
+        with open(env["MLX_HOSTFILE"]) as f:
+            return len(json.load(f))
+    except (KeyError, OSError, ValueError, TypeError):
+        return None
 
 
 def collect() -> dict:

@@ -155,7 +155,8 @@ class Recording:
     def save(self, path) -> str:
         """Write gzipped JSON to `path`; returns the path.
 
-        In a distributed run (group size > 1) each rank writes its own file:
+        In a distributed run (group size > 1, or launched with the size unknown)
+        each rank writes its own file:
         `{rank}` in `path` is replaced by the rank, or `.rank<r>` is put
         before the suffix when `path` has no `{rank}`.
 
@@ -184,7 +185,7 @@ def rank_path(path, dist: dict | None) -> str:
     path = os.fspath(path)
     if "{rank}" in path:
         return path.replace("{rank}", str(dist["rank"] if dist else 0))
-    if not dist or (dist.get("size") or 1) <= 1:
+    if not dist or dist.get("size") == 1:  # size None: launched, size not known
         return path
     p, tag = Path(path), f".rank{dist['rank']}"
     for suffix in (".mlxprof.json.gz", ".json.gz", ".gz", ".json"):

@@ -76,6 +76,7 @@ def test_rank_in_saved_name():
         "a/run.rank1.mlxprof.json.gz"
     assert rank_path("a/run.mlxprof.json.gz", {"rank": 0, "size": 1}) == "a/run.mlxprof.json.gz"
     assert rank_path("r{rank}.json.gz", {"rank": 3, "size": 4}) == "r3.json.gz"
+    assert rank_path("run.json", {"rank": 1, "size": None}) == "run.rank1.json"
 
 
 def test_backend_and_rank_from_the_launcher_environment():
@@ -86,6 +87,13 @@ def test_backend_and_rank_from_the_launcher_environment():
     env = {"MLX_RANK": "1", "MLX_WORLD_SIZE": "2", "NCCL_HOST_IP": "h"}
     assert distributed(env=env) == {"rank": 1, "size": 2, "backend": "nccl"}
     assert distributed(env={}) is None
+
+
+def test_ring_size_from_the_hostfile(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([["127.0.0.1:5000"], ["127.0.0.1:5001"]]))
+    env = {"MLX_RANK": "1", "MLX_HOSTFILE": str(hostfile)}
+    assert distributed(env=env) == {"rank": 1, "size": 2, "backend": "ring"}
 
 
 # -- many ranks, one view -------------------------------------------------------------
