@@ -18,7 +18,8 @@ from __future__ import annotations
 
 __version__ = "0.2.0"   # keep equal to pyproject.toml (tests/test_cli.py)
 
-__all__ = ["Profiler", "Recording", "load", "EvalLock", "MlxprofError", "provenance"]
+__all__ = ["Profiler", "Recording", "load", "load_ranks", "RankSet", "EvalLock",
+           "MlxprofError", "provenance"]
 
 
 def __getattr__(name):  # lazy public API (PEP 562)
@@ -28,6 +29,9 @@ def __getattr__(name):  # lazy public API (PEP 562)
     if name in ("Recording", "load"):
         from mlxprof import recording
         return getattr(recording, name)
+    if name in ("load_ranks", "RankSet"):
+        from mlxprof import ranks
+        return getattr(ranks, name)
     if name == "EvalLock":
         from mlxprof.lock import EvalLock
         return EvalLock

@@ -5,6 +5,7 @@
     mlxprof models list
     mlxprof models fetch smollm2-135m
     mlxprof --version
+    mlxprof ranks out/run.rank*.mlxprof.json.gz --trace run.trace.json
 
 Bad input gives one line `mlxprof <cmd>: error: ...` on stderr and exit code 2
 (set MLXPROF_DEBUG=1 to get the traceback instead). `mlxprof` alone prints the
@@ -109,15 +110,28 @@ def _add_models(sub) -> None:
     f.add_argument("name", help=f"what to fetch: {', '.join(ALIASES)}")
 
 
+def _add_ranks(sub) -> None:
+    p = sub.add_parser("ranks", help="the per-rank recordings of one distributed run",
+                       description="Load every rank's recording of one mx.distributed run: "
+                                   "per-rank token split, rank skew per token, and "
+                                   "optionally one Perfetto trace (docs/distributed.md).")
+    p.add_argument("paths", nargs="+", help="the ranks' recordings, a glob or their folder")
+    p.add_argument("--trace", metavar="OUT", default=None,
+                   help="write one Chrome/Perfetto trace there, a process per rank")
+    p.add_argument("--align", choices=("wall", "collective"), default="wall",
+                   help="how to put the ranks on one time axis (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `mlxprof` (errors raise instead of exiting)."""
     parser = _Parser(prog="mlxprof", description="Profile and benchmark MLX "
                      "language-model decoding.")
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="cmd", metavar="{bench,models}",
+    sub = parser.add_subparsers(dest="cmd", metavar="{bench,models,ranks}",
                                 parser_class=_Parser)
     _add_bench(sub)
     _add_models(sub)
+    _add_ranks(sub)
     return parser
 
 
@@ -184,6 +198,18 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_ranks(args) -> int:
+    import mlxprof
+
+    paths = args.paths[0] if len(args.paths) == 1 else args.paths
+    rs = mlxprof.load_ranks(paths, align=args.align)
+    print(rs.summary())
+    print("\n" + rs.skew().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.trace:
+        print(f"\nwrote {rs.export_chrome_trace(args.trace)}")
+    return 0
+
+
 def _fail(prog: str, message: str) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
@@ -196,6 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         >>> main(["models", "list"])                    # doctest: +SKIP
         0
     """
+    from mlxprof.events import MlxprofError
     from mlxprof.lab.bench import BenchError
 
     parser = build_parser()
@@ -213,8 +240,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.cmd == "bench":
             return _cmd_bench(args)
+        if args.cmd == "ranks":
+            return _cmd_ranks(args)
         return _cmd_models(args)
-    except (BenchError, FileNotFoundError, ValueError) as err:
+    except (BenchError, MlxprofError, FileNotFoundError, ValueError) as err:
         if os.environ.get("MLXPROF_DEBUG"):
             raise
         return _fail(prog, _one_line(err))

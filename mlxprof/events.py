@@ -62,6 +62,24 @@ class LockHold(NamedTuple):
     contended: bool
 
 
+class Collective(NamedTuple):
+    """One call of an `mx.distributed` collective while profiling.
+
+    Collectives are lazy graph ops: the call only builds the op (`t_ns`); the
+    data moves when an evaluation runs the graph. `nbytes` is what the rank
+    contributes (the input's nbytes; for recv/recv_like the received array's).
+    `group_size` and `rank` describe the group the op runs on.
+    """
+
+    kind: str
+    t_ns: int
+    thread_id: int
+    step: int
+    nbytes: int
+    group_size: int
+    rank: int
+
+
 EVAL = "eval"
 ASYNC_EVAL = "async_eval"
 
@@ -79,6 +97,14 @@ MODULE_KINDS = {
     "save_safetensors": "save_safetensors", "save_gguf": "save_gguf",
 }
 NUMPY_KIND = "numpy"
+
+# mx.distributed functions -> the primitive name `mx.export_to_dot` gives their op
+# (checked on MLX 0.32.4 with 2 ranks; a group of one returns the input, no op).
+COLLECTIVES = {
+    "all_sum": "Sum AllReduce", "all_max": "Max AllReduce", "all_min": "Min AllReduce",
+    "all_gather": "AllGather", "sum_scatter": "Sum ReduceScatter",
+    "send": "Send", "recv": "Recv", "recv_like": "Recv",
+}
 
 
 def category(kind: str) -> str:

@@ -17,6 +17,9 @@ Hooked (checked by experiment on MLX 0.32.4 which of them evaluate):
             but NOT `memoryview(a)`, names bound before the profile started
             (`from numpy import asarray`), or conversions done in C
             (`np.stack([a, b])`, other libraries reading the buffer).
+  mx.distributed: all_sum, all_gather, all_max, all_min, sum_scatter, send,
+            recv, recv_like. Not sync points: lazy ops. Each call is kept
+            in `recorder.collectives` (kind, bytes, group) at build time.
 Not sync points (checked): __copy__, __deepcopy__, __hash__, __len__, __iter__,
 __getitem__, __setitem__, __dlpack_device__, mx.array(...), export_function.
 
@@ -41,7 +44,7 @@ from time import perf_counter_ns
 
 import mlx.core as mx
 
-from mlxprof.events import (ARRAY_KINDS, ASYNC_EVAL, EVAL, MODULE_KINDS,
+from mlxprof.events import (ARRAY_KINDS, ASYNC_EVAL, COLLECTIVES, EVAL, MODULE_KINDS,
                             NUMPY_KIND, MlxprofError)
 
 _NUMPY_FUNCS = ("array", "asarray", "asanyarray", "ascontiguousarray")
@@ -99,6 +102,9 @@ def _no_args(args, kwargs):           # mx.synchronize
     return ()
 
 
+_COLLECTIVE = "collective"            # arrays_of marker of mx.distributed targets
+
+
 class Recorder:
     """Receives hooked calls; `events` holds Event-ordered tuples.
 
@@ -115,6 +121,7 @@ class Recorder:
 
     def __init__(self, *, call_sites: bool = True, count_ops=None, lock=None):
         self.events: list[tuple] = []
+        self.collectives: list[tuple] = []   # Collective-ordered tuples
         self.threads: dict[int, str] = {}
         self.step = 0
         self.call_sites = call_sites
@@ -147,6 +154,25 @@ class Recorder:
                     wait_ns = lock.leave(token)
                 self.events.append((kind, t0, perf_counter_ns(), tid, step, n,
                                     site, wait_ns, ops, count_ns))
+        finally:
+            _tls.busy = False
+
+
+    def collective(self, kind, orig, args, kwargs):
+        """Run an mx.distributed op builder; note its kind, bytes and group."""
+        _tls.busy = True
+        try:
+            out = orig(*args, **kwargs)
+            t = perf_counter_ns()
+            tid = threading.get_ident()
+            if tid not in self.threads:
+                self.threads[tid] = threading.current_thread().name
+            src = out if kind.startswith("recv") else (args[0] if args else kwargs.get("x"))
+            # The op itself resolved group=None to the global group: same call, no new init.
+            group = kwargs.get("group") or mx.distributed.init()
+            self.collectives.append((kind, t, tid, self.step, int(getattr(src, "nbytes", 0)),
+                                     group.size(), group.rank()))
+            return out
         finally:
             _tls.busy = False
 
@@ -193,6 +219,16 @@ def _wrap_numpy(orig):
     return _dress(hooked, orig, NUMPY_KIND)
 
 
+def _wrap_collective(orig, kind):
+    def hooked(*args, **kwargs):
+        rec = _active
+        if rec is None or _tls.busy:
+            return orig(*args, **kwargs)
+        return rec.collective(kind, orig, args, kwargs)
+
+    return _dress(hooked, orig, kind)
+
+
 def _dress(hooked, orig, kind):
     hooked.__name__ = getattr(orig, "__name__", kind)
     hooked.__qualname__ = hooked.__name__
@@ -214,6 +250,8 @@ def targets(numpy: bool = True) -> list[tuple]:
     for name, kind in ARRAY_KINDS.items():
         if name in own:  # e.g. __str__ is inherited and goes through __repr__
             out.append((_ARRAY, name, kind, _first_arg))
+    dist = getattr(mx, "distributed", None)
+    out += [(dist, name, name, _COLLECTIVE) for name in COLLECTIVES if hasattr(dist, name)]
     if numpy:
         import numpy as np
 
@@ -237,6 +275,7 @@ def install(recorder: Recorder, numpy: bool = True) -> None:
                 orig = own[name] if had else getattr(owner, name)
                 _saved.append((owner, name, had, orig))
                 hooked = (_wrap_numpy(orig) if arrays_of is None
+                          else _wrap_collective(orig, kind) if arrays_of is _COLLECTIVE
                           else _wrap(orig, kind, arrays_of))
                 setattr(owner, name, hooked)
             _active = recorder

@@ -32,7 +32,7 @@ this module imports neither pandas nor plotly.
 """
 from __future__ import annotations
 
-from time import perf_counter_ns
+from time import perf_counter_ns, time_ns
 from typing import Iterable, Iterator
 
 import mlx.core as mx
@@ -54,6 +54,9 @@ class Profiler:
         call_sites: record file, line and function of each call's caller.
         numpy: also see np.array/np.asarray(... mx.array ...).
         meta: free-form dict saved with the recording (model, loop, ...).
+        group: the `mx.distributed.Group` this process decodes in; without it
+            rank and size come from the first collective the profile sees,
+            or from the `mlx.launch` environment (see docs/distributed.md).
 
     Example:
         >>> with Profiler() as prof:                           # doctest: +SKIP
@@ -62,10 +65,12 @@ class Profiler:
     """
 
     def __init__(self, count_ops: bool = False, eval_lock: bool = False,
-                 call_sites: bool = True, numpy: bool = True, meta: dict | None = None):
+                 call_sites: bool = True, numpy: bool = True, meta: dict | None = None,
+                 group=None):
         self.options = {"count_ops": bool(count_ops), "eval_lock": bool(eval_lock),
                         "call_sites": bool(call_sites), "numpy": bool(numpy)}
         self.meta = dict(meta or {})
+        self.group = group
         self.lock = None
         self._state = _NEW
         self._recording = None
@@ -84,6 +89,9 @@ class Profiler:
             call_sites=opts["call_sites"], lock=self.lock,
             count_ops=safe_count_ops if opts["count_ops"] else None)
         self._steps: list[Step] = []
+        # A wall-clock anchor next to the perf_counter origin puts the ranks of a
+        # distributed run on one time axis (mlxprof.ranks).
+        self._wall_ns = time_ns()
         self._start_ns = self._step_start_ns = perf_counter_ns()
         hooks.install(self._rec, numpy=opts["numpy"])
         self._state = _RUNNING
@@ -160,8 +168,14 @@ class Profiler:
 
     # -- results -------------------------------------------------------------------
     def _freeze(self, end_ns: int):
+        from mlxprof.events import Collective
+        from mlxprof.provenance import collect, distributed
         from mlxprof.recording import Recording
 
+        collectives = [Collective._make(t) for t in list(self._rec.collectives)]
+        seen = next(((c.rank, c.group_size) for c in collectives), None)
+        provenance = collect()
+        provenance["distributed"] = distributed(self.group, seen)
         events = [Event._make(t) for t in list(self._rec.events)]
         steps = list(self._steps)
         tail = [e for e in events if e.step == len(steps)]
@@ -174,7 +188,9 @@ class Profiler:
             threads.update({k: v for k, v in self.lock.threads.items() if k not in threads})
         return Recording(events=events, steps=steps, holds=holds, threads=threads,
                          start_ns=self._start_ns, end_ns=end_ns,
-                         options=dict(self.options), meta=self.meta)
+                         options=dict(self.options), meta=self.meta,
+                         collectives=collectives, provenance=provenance,
+                         clock={"perf_ns": self._start_ns, "wall_ns": self._wall_ns})
 
     @property
     def recording(self):
@@ -200,7 +216,11 @@ class Profiler:
 
     def save(self, path) -> str:
         """Save the recording (gzipped if `path` ends in `.gz`, else plain JSON);
-        `mlxprof.load(path)` reads either back."""
+        `mlxprof.load(path)` reads either back.
+
+        In a distributed run (group size > 1) the rank goes into the name:
+        `{rank}` in `path` is replaced, else `.rank<r>` goes before the suffix.
+        """
         return self.recording.save(path)
 
     def figure(self, kind: str = "tokens"):

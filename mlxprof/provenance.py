@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import shlex
@@ -110,6 +111,62 @@ def command_line() -> str:
     if argv[0] in ("", "-c"):
         argv[0] = "python -c"     # argv[0] is "-c" or empty for -c / interactive runs
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def launcher_backend(env=None) -> str | None:
+    """The `mx.distributed` backend a launcher set up for this process, or None.
+
+    Read from the environment `mlx.launch` (or mpirun) gives each rank: NCCL
+    host and port -> 'nccl', a JACCL coordinator -> 'jaccl', a ring hostfile ->
+    'ring', an MPI world -> 'mpi'. Reading it initializes nothing.
+
+    Example:
+        >>> launcher_backend({"MLX_HOSTFILE": "/tmp/h.json", "MLX_RANK": "0"})
+        'ring'
+    """
+    env = os.environ if env is None else env
+    if env.get("NCCL_HOST_IP") and env.get("MLX_WORLD_SIZE"):
+        return "nccl"
+    if env.get("MLX_JACCL_COORDINATOR") or env.get("MLX_IBV_DEVICES"):
+        return "jaccl"
+    if env.get("MLX_HOSTFILE"):
+        return "ring"
+    if env.get("OMPI_COMM_WORLD_SIZE") or env.get("PMI_SIZE") or env.get("MLX_MPI_LIBNAME"):
+        return "mpi"
+    return None
+
+
+def distributed(group=None, seen=None, env=None) -> dict | None:
+    """{"rank", "size", "backend"} of this process in an `mx.distributed` job, or None.
+
+    Rank and size come from `group` (a Group), else `seen` ((rank, size) of a
+    group a collective ran on), else the launcher's environment; the backend
+    from the environment ('unknown' when a group is known but no launcher is).
+
+    Example:
+        >>> distributed(seen=(1, 2), env={"MLX_HOSTFILE": "h.json"})
+        {'rank': 1, 'size': 2, 'backend': 'ring'}
+    """
+    env = os.environ if env is None else env
+    backend_name = launcher_backend(env)
+    if group is not None:
+        seen = (group.rank(), group.size())
+    if seen is None:
+        rank = env.get("MLX_RANK", env.get("OMPI_COMM_WORLD_RANK"))
+        size = env.get("MLX_WORLD_SIZE", env.get("OMPI_COMM_WORLD_SIZE")) or _ring_size(env)
+        if rank is None or backend_name is None:
+            return None
+        seen = (int(rank), None if size is None else int(size))
+    return {"rank": int(seen[0]), "size": seen[1], "backend": backend_name or "unknown"}
+
+
+def _ring_size(env) -> int | None:
+    """Ranks in the ring hostfile mlx.launch writes (a JSON list, one entry per rank)."""
+    try:
+        with open(env["MLX_HOSTFILE"]) as f:
+            return len(json.load(f))
+    except (KeyError, OSError, ValueError, TypeError):
+        return None
 
 
 def collect() -> dict:

@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from mlxprof.events import Event, LockHold, MlxprofError, Step
+from mlxprof.events import Collective, Event, LockHold, MlxprofError, Step
 
 FORMAT = "mlxprof-recording"
 FORMAT_VERSION = 1
@@ -30,8 +30,10 @@ class Recording:
     """What a profile left behind. Times are perf_counter ns of the recording host.
 
     Attributes: events (list[Event]), steps (list[Step]), holds (list[LockHold]),
-    threads ({thread id: name}), start_ns, end_ns, options, meta, provenance,
-    format_version.
+    collectives (list[Collective]), threads ({thread id: name}), start_ns, end_ns,
+    options, meta, provenance (with "distributed": rank, size, backend or None),
+    clock ({"perf_ns", "wall_ns"}: the start in perf_counter and time.time_ns, or
+    None in recordings made before mlxprof had it), format_version.
 
     Example:
         >>> rec = prof.recording                # doctest: +SKIP
@@ -40,10 +42,12 @@ class Recording:
 
     def __init__(self, *, events, steps, holds=(), threads=None, start_ns=0,
                  end_ns=0, options=None, meta=None, provenance=None,
-                 format_version=FORMAT_VERSION):
+                 format_version=FORMAT_VERSION, collectives=(), clock=None):
         self.events: list[Event] = list(events)
         self.steps: list[Step] = list(steps)
         self.holds: list[LockHold] = list(holds)
+        self.collectives: list[Collective] = list(collectives)
+        self.clock = dict(clock) if clock else None
         self.threads: dict[int, str] = dict(threads or {})
         self.start_ns, self.end_ns = int(start_ns), int(end_ns)
         self.options = dict(options or {})
@@ -53,6 +57,11 @@ class Recording:
             provenance = collect()
         self.provenance = provenance
         self.format_version = format_version
+
+    @property
+    def distributed(self) -> dict | None:
+        """{"rank", "size", "backend"} when recorded in an mx.distributed job, else None."""
+        return self.provenance.get("distributed")
 
     def __repr__(self) -> str:
         return (f"<mlxprof.Recording {len(self.steps)} steps, {len(self.events)} "
@@ -110,6 +119,8 @@ class Recording:
             "events": cols,
             "steps": [list(s) for s in self.steps],
             "holds": [list(h) for h in self.holds],
+            "collectives": [list(c) for c in self.collectives],
+            "clock": self.clock,
         }
 
     @classmethod
@@ -140,17 +151,26 @@ class Recording:
             holds=[LockHold(*h[:7], bool(h[7])) for h in d["holds"]],
             threads={int(k): v for k, v in d["threads"].items()},
             start_ns=d["start_ns"], end_ns=d["end_ns"], options=d["options"],
-            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"])
+            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"],
+            # optional keys: recordings from before collectives and clock anchors
+            collectives=[Collective(*c) for c in d.get("collectives", [])],
+            clock=d.get("clock"))
 
     def save(self, path) -> str:
         """Write the recording to `path`: gzipped if it ends in `.gz`, else plain JSON.
 
         Returns the path.
 
+        In a distributed run (group size > 1, or launched with the size unknown)
+        each rank writes its own file:
+        `{rank}` in `path` is replaced by the rank, or `.rank<r>` is put
+        before the suffix when `path` has no `{rank}`.
+
         Example:
             >>> prof.save("out/run.mlxprof.json.gz")   # doctest: +SKIP
             >>> prof.save("out/run.json")              # plain, readable JSON   # doctest: +SKIP
         """
+        path = rank_path(path, self.distributed)
         data = json.dumps(self.to_dict()).encode()
         with _open_for_write(path, "wb", "recording") as raw:
             if is_gzip_name(path):
@@ -180,6 +200,27 @@ def _read_json(path):
     opener = gzip.open if gzipped else open
     with opener(path, "rt", encoding="utf-8") as f:
         return json.load(f)
+def rank_path(path, dist: dict | None) -> str:
+    """`path` with the rank of `dist` in it when the group has more than one rank.
+
+    Example:
+        >>> rank_path("out/run.mlxprof.json.gz", {"rank": 1, "size": 2})
+        'out/run.rank1.mlxprof.json.gz'
+        >>> rank_path("qwen3.5.mlxprof.json.gz", {"rank": 0, "size": 2})
+        'qwen3.5.rank0.mlxprof.json.gz'
+        >>> rank_path("r{rank}.json.gz", {"rank": 0, "size": 2})
+        'r0.json.gz'
+    """
+    path = os.fspath(path)
+    if "{rank}" in path:
+        return path.replace("{rank}", str(dist["rank"] if dist else 0))
+    if not dist or dist.get("size") == 1:  # size None: launched, size not known
+        return path
+    p, tag = Path(path), f".rank{dist['rank']}"
+    for suffix in (".mlxprof.json.gz", ".json.gz", ".gz", ".json"):
+        if p.name.endswith(suffix):
+            return str(p.with_name(p.name[:-len(suffix)] + tag + suffix))
+    return str(p.with_name(p.name + tag))
 
 
 def load(path) -> Recording:

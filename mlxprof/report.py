@@ -52,12 +52,67 @@ def _step_rows(rec, thread):
     return rows, ops_seen
 
 
+def collective_waits(rec) -> set[int]:
+    """Indexes into rec.events of the calls that waited on a graph with collectives.
+
+    A collective is a lazy op: its data moves when a later call evaluates the
+    graph. After collectives were built on a thread, its async_eval calls
+    (which run the graph on the CPU backend) and its first blocking call (eval
+    or a sync) wait for them, and for the peers that must reach the same
+    collective; that blocking call ends the attribution.
+    """
+    marks = sorted([(c.t_ns, 0, i) for i, c in enumerate(rec.collectives)]
+                   + [(e.start_ns, 1, i) for i, e in enumerate(rec.events)])
+    pending, out = set(), set()
+    for _, what, i in marks:
+        if what == 0:
+            pending.add(rec.collectives[i].thread_id)
+            continue
+        e = rec.events[i]
+        if e.thread_id in pending:
+            out.add(i)
+            if category(e.kind) != "submit":
+                pending.discard(e.thread_id)
+    return out
+
+
+def _collective_rows(rec, thread) -> tuple[dict, list[str]]:
+    """step -> {n_collectives, collective_bytes, collective_ns, n_coll_<kind>}."""
+    rows: dict = defaultdict(lambda: defaultdict(int))
+    kinds = []
+    for c in rec.collectives:
+        if thread is None or c.thread_id == thread:
+            r = rows[c.step]
+            r["n_collectives"] += 1
+            r["collective_bytes"] += c.nbytes
+            r["n_coll_" + c.kind] += 1
+            if c.kind not in kinds:
+                kinds.append(c.kind)
+    for i in collective_waits(rec):
+        e = rec.events[i]
+        if thread is None or e.thread_id == thread:
+            rows[e.step]["collective_ns"] += e.end_ns - e.start_ns - e.lock_wait_ns
+    return rows, kinds
+
+
+def _collective_columns(row, r, kinds) -> None:
+    row["n_collectives"] = r["n_collectives"]
+    row["collective_bytes"] = r["collective_bytes"]
+    row["collective_ms"] = _ms(r["collective_ns"])
+    row.update({f"n_coll_{k}": r[f"n_coll_{k}"] for k in kinds})
+
+
 def per_token(rec, thread: int | None = None):
     """DataFrame, one row per step, with the columns DESIGN.md lists.
 
     host_ms = wall_ms - submit_ms - blocked_ms - lock_wait_ms. With several
     threads (thread=None) their times add up, so host_ms can go negative:
     pass a thread id to see one thread. ops_* are <NA> without count_ops.
+    When the profile saw mx.distributed collectives, n_collectives,
+    collective_bytes, collective_ms (the part of submit_ms + blocked_ms spent
+    in calls that ran or waited on graphs with collectives: compute, transfer
+    and waiting for peers; see collective_waits) and n_coll_<kind> follow the
+    n_sync_* columns.
     """
     import pandas as pd
 
@@ -66,6 +121,7 @@ def per_token(rec, thread: int | None = None):
                          if k.startswith("n_sync_")})
     op_names = [name for name, _ in ops_seen.most_common()]
     counted = bool(rec.options.get("count_ops"))
+    coll_rows, coll_kinds = _collective_rows(rec, thread) if rec.collectives else ({}, None)
     records = []
     for s in rec.steps:
         r = rows[s.index]
@@ -76,11 +132,16 @@ def per_token(rec, thread: int | None = None):
                "lock_wait_ms": _ms(r["lock_wait_ns"]), "n_eval": r["n_eval"],
                "n_async_eval": r["n_async_eval"], "n_sync": r["n_sync"]}
         row.update({f"n_sync_{k}": r[f"n_sync_{k}"] for k in sync_kinds})
+        if coll_kinds is not None:
+            _collective_columns(row, coll_rows.get(s.index, defaultdict(int)), coll_kinds)
         row["ops_total"] = r["ops_total"] if counted else None
         row.update({f"ops_{k}": r[f"ops_{k}"] for k in op_names})
         row["active_bytes"], row["peak_bytes"] = s.active_bytes, s.peak_bytes
         records.append(row)
-    columns = (_FIXED + [f"n_sync_{k}" for k in sync_kinds] + ["ops_total"]
+    coll_cols = ([] if coll_kinds is None else
+                 ["n_collectives", "collective_bytes", "collective_ms"]
+                 + [f"n_coll_{k}" for k in coll_kinds])
+    columns = (_FIXED + [f"n_sync_{k}" for k in sync_kinds] + coll_cols + ["ops_total"]
                + [f"ops_{k}" for k in op_names] + ["active_bytes", "peak_bytes"])
     df = pd.DataFrame.from_records(records, columns=columns)
     df["ops_total"] = df["ops_total"].astype("Int64")
@@ -190,6 +251,7 @@ def summary(rec) -> str:
              for c in ("wall_ms", "host_ms", "submit_ms", "blocked_ms", "lock_wait_ms")]
     out += _table(["part", "mean", "median", "total", "% wall"], split)
     out += _ops_lines(rec, df)
+    out += _collective_lines(rec, df)
     sites = _site_rows(rec)
     if sites:
         out += ["", "Top call sites:"] + _table(["site", "kind", "calls", "total ms"], sites)
@@ -214,6 +276,26 @@ def _ops_lines(rec, df) -> list[str]:
             f"{df['ops_total'].median():.0f} (top: {top})",
             f"  counting them cost the profiler {_ms(cost_ns):.3f} ms ({per:.1f} us per "
             "counted call), included in host_ms"]
+
+
+def _collective_lines(rec, df) -> list[str]:
+    if not rec.collectives:
+        return []
+    d = rec.distributed or {}
+    n = max(len(df), 1)
+    agg: dict = defaultdict(lambda: [0, 0])
+    for c in rec.collectives:
+        agg[c.kind][0] += 1
+        agg[c.kind][1] += c.nbytes
+    rows = [[k, calls, f"{calls / n:.2f}", f"{nbytes / n:.0f}"]
+            for k, (calls, nbytes) in sorted(agg.items(), key=lambda kv: -kv[1][0])]
+    wall, coll = df["wall_ms"].sum(), df["collective_ms"].sum()
+    share = f"{100 * coll / wall:.1f}" if wall else "-"
+    return (["", f"Collectives (rank {d.get('rank', '?')} of {d.get('size', '?')}, "
+             f"backend {d.get('backend', '?')}):"]
+            + _table(["kind", "calls", "per token", "bytes per token"], rows)
+            + [f"  collective_ms: mean {df['collective_ms'].mean():.3f} ms per token, "
+               f"{share}% of wall (calls that ran or waited on collectives)"])
 
 
 # -- Chrome / Perfetto trace ---------------------------------------------------------
@@ -244,8 +326,14 @@ def chrome_trace(rec) -> dict:
         ev.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": lane,
                    "args": {"sort_index": lane}})
     ev += [_call_event(rec, e, pid, lanes[e.thread_id]) for e in rec.events]
+    for i in collective_waits(rec) if rec.collectives else ():
+        ev[len(ev) - len(rec.events) + i]["args"]["waits_on_collectives"] = True
     ev += [_count_event(rec, e, pid, lanes[e.thread_id]) for e in rec.events if e.count_ns]
     ev += _lock_events(rec, pid, lanes)
+    ev += [{"ph": "i", "s": "t", "name": c.kind, "cat": "collective", "pid": pid,
+            "tid": lanes.get(c.thread_id, 0), "ts": _us(rec, c.t_ns),
+            "args": {"step": c.step, "bytes": c.nbytes, "group_size": c.group_size}}
+           for c in rec.collectives]
     ev += _step_events(rec, pid)
     return {"traceEvents": ev, "displayTimeUnit": "ms",
             "otherData": {"provenance": rec.provenance, "meta": rec.meta}}

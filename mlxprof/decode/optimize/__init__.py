@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import mlx.core as mx
 
 __all__ = ["Options", "optimize_model", "unoptimize", "is_optimized",
-           "SUPPORTED", "UnsupportedModelError"]
+           "SUPPORTED", "UnsupportedModelError", "is_sharded"]
 
 SUPPORTED = ("llama", "qwen3", "qwen3_moe", "qwen3_5", "qwen3_5_moe", "qwen3_next")
 
@@ -148,6 +148,29 @@ def architecture(model) -> str:
     return str(getattr(model, "model_type", type(model).__name__))
 
 
+def is_sharded(model) -> bool:
+    """True when part of `model` computes a share and talks to peers (mx.distributed).
+
+    Example:
+        >>> import mlx.nn as nn
+        >>> is_sharded(nn.Linear(2, 2))
+        False
+    """
+    from mlx.nn.layers import distributed as dist
+
+    kinds = (dist.AllToShardedLinear, dist.ShardedToAllLinear,
+             dist.QuantizedAllToShardedLinear, dist.QuantizedShardedToAllLinear)
+    return any(isinstance(mod, kinds) or getattr(mod, "sharding_group", None) is not None
+               or getattr(mod, "pipeline_size", 1) > 1 for _, mod in model.named_modules())
+
+
+def _refuse_sharded(model) -> None:
+    if is_sharded(model):
+        raise UnsupportedModelError(
+            "optimize_model: sharded (mx.distributed) models are not supported; "
+            "decode them with loop='pipelined' (or 'sync'), or optimize an unsharded model")
+
+
 def optimize_model(model, options: Options | None = None, *, strict: bool = True,
                    **overrides):
     """An optimized copy of an mlx-lm model (see the module doc).
@@ -160,6 +183,7 @@ def optimize_model(model, options: Options | None = None, *, strict: bool = True
     opts = replace(options or Options(), **overrides)
     _check(opts)
     model = unoptimize(model)
+    _refuse_sharded(model)
     arch = architecture(model)
     if arch not in SUPPORTED:
         msg = (f"optimize_model: unsupported architecture {arch!r} "

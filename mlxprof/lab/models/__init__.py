@@ -58,7 +58,8 @@ def _unknown(name: str) -> str:
 
 
 def load(name: str, scale: str = "small", seed: int = 0, *,
-         shapes_only: bool = False, dtype: mx.Dtype | None = None) -> LM:
+         shapes_only: bool = False, dtype: mx.Dtype | None = None,
+         shard=None, parallel: str = "tensor", ranks: int | None = None) -> LM:
     """Load a model by name (see the module table) or mlx-lm path/repo id.
 
     ``scale`` picks a preset of synthetic models (``tiny``, ``small``,
@@ -72,6 +73,13 @@ def load(name: str, scale: str = "small", seed: int = 0, *,
     quantized matmul is 10-40x slower). A non-default dtype changes the graph
     (fewer ``AsType`` casts).
 
+    ``shard`` (an ``mx.distributed`` group of 2+ ranks) splits the model over
+    the group with mlx-lm's own ``model.shard`` (``parallel="tensor"``) or
+    ``model.model.pipeline`` (``parallel="pipeline"``); see
+    :mod:`mlxprof.lab.models.sharding`. Synthetic presets are first widened so
+    that the group can split them; ``ranks=n`` builds that same widened model
+    unsharded, the reference a sharded run must match.
+
     Example:
         >>> lm = load("qwen3-8b", scale="tiny", seed=0)
         >>> lm.name, lm.scale, lm.tokenizer
@@ -80,18 +88,38 @@ def load(name: str, scale: str = "small", seed: int = 0, *,
     check_scale(scale)
     check_seed(seed)
     name = ALIASES.get(name, name)
+    if shard is not None:
+        ranks = shard.size()
     if name in SYNTHETIC:
-        return _load_synthetic(name, scale, seed, shapes_only, dtype)
-    if name in REAL:
-        return _load_smollm2(name, dtype)
-    return _load_external(name)
+        lm = _load_synthetic(name, scale, seed, shapes_only, dtype, ranks)
+    elif name in REAL:
+        lm = _load_smollm2(name, dtype)
+    else:
+        lm = _load_external(name)
+    if shard is not None:
+        _shard(lm, shard, parallel)
+    return lm
 
 
-def _load_synthetic(name, scale, seed, shapes_only, dtype) -> LM:
+def _shard(lm: LM, group, parallel: str) -> None:
+    from mlxprof.lab.models import sharding
+
+    if parallel == "tensor" and group is not None:
+        sharding.check_heads(lm.config, group.size(), lm.name)
+    sharding.shard(lm.model, group, parallel, lm.name)
+    lm.config = {**lm.config, "sharded": {"parallel": parallel, "rank": group.rank(),
+                                          "size": group.size()}}
+
+
+def _load_synthetic(name, scale, seed, shapes_only, dtype, ranks=None) -> LM:
+    from mlxprof.lab.models.sharding import shardable
     from mlxprof.lab.models.synthetic import build
 
     s = spec(name)
-    model, cfg = build(model_config(name, scale), seed, s["quantization"],
+    cfg = model_config(name, scale)
+    if ranks and ranks > 1:
+        cfg = shardable(cfg, ranks, s["quantization"]["group_size"])
+    model, cfg = build(cfg, seed, s["quantization"],
                        shapes_only=shapes_only, dtype=dtype or mx.bfloat16)
     return LM(model, None, name, scale, cfg, seed)
 
