@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,12 +33,8 @@ def first_diff(a: list, b: list):
 
 def runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
     from mlxprof import decode
-    toks, secs = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        toks.append(list(decode.stream(model, prompt, n, loop=loop)))
-        secs.append(round(time.perf_counter() - t, 2))
-    return {"seconds": secs, "first_diff_vs_run0": [first_diff(toks[0], t) for t in toks[1:]],
+    toks = [list(decode.stream(model, prompt, n, loop=loop)) for _ in range(repeat)]
+    return {"first_diff_vs_run0": [first_diff(toks[0], t) for t in toks[1:]],
             "identical": all(t == toks[0] for t in toks), "tokens": toks}
 
 
