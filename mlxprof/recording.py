@@ -60,6 +60,11 @@ class Recording:
         from mlxprof import report
         return report.per_token(self, thread=thread)
 
+    def per_thread(self):
+        """pandas DataFrame, one row per thread: steps marked, calls, time in them."""
+        from mlxprof import report
+        return report.per_thread(self)
+
     def summary(self) -> str:
         """Printable table like torch's key_averages()."""
         from mlxprof import report
