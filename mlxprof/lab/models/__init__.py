@@ -43,7 +43,19 @@ NAMES = SYNTHETIC + REAL
 ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
-           "cached_path", "LM", "WeightsNotFound", "model_config"]
+           "cached_path", "LM", "WeightsNotFound", "model_config", "export"]
+
+
+def export(name: str, out_dir, dtype: str = "float16"):
+    """Write a real model as an mlx-lm folder (see mlxprof.lab.models.export).
+
+    Example:
+        >>> export("smollm2", "models/smollm2")   # doctest: +SKIP
+        PosixPath('models/smollm2')
+    """
+    from mlxprof.lab.models.export import export as _export
+
+    return _export(name, out_dir, dtype=dtype)
 
 
 def _unknown(name: str) -> str:
