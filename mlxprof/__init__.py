@@ -18,7 +18,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Profiler", "Recording", "load", "EvalLock", "MlxprofError", "provenance"]
+__all__ = ["Profiler", "Recording", "load", "compare_recordings", "EvalLock",
+           "MlxprofError", "provenance"]
 
 
 def __getattr__(name):  # lazy public API (PEP 562)
@@ -28,6 +29,9 @@ def __getattr__(name):  # lazy public API (PEP 562)
     if name in ("Recording", "load"):
         from mlxprof import recording
         return getattr(recording, name)
+    if name == "compare_recordings":
+        from mlxprof.compare import compare_recordings
+        return compare_recordings
     if name == "EvalLock":
         from mlxprof.lock import EvalLock
         return EvalLock

@@ -1,6 +1,6 @@
 """Recordings side by side: per-token medians of every column, ratios to the first.
 
-A ratio is flagged as noise when the two medians differ by less than half
+A ratio is flagged as noise when the two medians differ by no more than half
 the sum of the two recordings' interquartile ranges of that column (the
 difference is smaller than the usual token-to-token spread), so a "1.04x"
 that means nothing says so.
@@ -79,7 +79,7 @@ def compare_recordings(recordings, labels=None):
             med, iqr = st[c]
             row[lab] = med
             row[f"{lab}/{labels[0]}"] = med / ref if ref else math.nan
-            row[f"{lab} noise"] = bool(abs(med - ref) < (iqr + ref_iqr) / 2)
+            row[f"{lab} noise"] = bool(abs(med - ref) <= (iqr + ref_iqr) / 2)
         rows[c] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "column"

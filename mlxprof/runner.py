@@ -23,6 +23,7 @@ import runpy
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -79,10 +80,15 @@ class Program(NamedTuple):
                 raise MlxprofError(f"{self.name} is neither a Python file nor a "
                                    "folder with __main__.py")
             return
+        saved = sys.path[0] if sys.path else None
+        _set_path0(os.getcwd())  # where `python -m` looks first
         try:
             spec = importlib.util.find_spec(self.name)
         except (ImportError, ValueError) as exc:
             raise MlxprofError(f"no module named {self.name!r} ({exc})") from exc
+        finally:
+            if saved is not None:
+                _set_path0(saved)
         if spec is None:
             raise MlxprofError(f"no module named {self.name!r} (check the name and "
                                "that it is installed in this Python)")
@@ -114,18 +120,24 @@ def default_output(program: Program, folder=".") -> Path:
 
 
 def check_writable(path, what: str) -> None:
-    """MlxprofError unless `path` can be written (checked before the program runs)."""
+    """MlxprofError unless `path` can be written: tried before the program runs.
+
+    Missing parent folders are created (as saving would); a new file is
+    created and removed again, an existing one opened for appending.
+    """
     p = Path(path)
     if p.is_dir():
         raise MlxprofError(f"cannot write the {what} to {p}: it is a folder")
-    parent = p.parent if str(p.parent) else Path(".")
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise MlxprofError(f"cannot write the {what} to {p}: {parent} is not a "
-                           "writable folder")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise MlxprofError(f"cannot write the {what} to {p}: permission denied")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.exists():
+            open(p, "ab").close()
+        else:
+            open(p, "xb").close()
+            p.unlink()
+    except OSError as exc:
+        raise MlxprofError(f"cannot write the {what} to {p}: "
+                           f"{exc.strerror or exc}") from exc
 
 
 class _Terminated(BaseException):
@@ -161,13 +173,12 @@ def run(program: Program, *, output=None, count_ops: bool = False,
     code, ending, terminated, rec = _profile(program, prof, steps)
     old_int = _ignore_sigint()
     try:
-        wrote = _write(rec, output, trace, html, log)
+        output, wrote = _write(rec, output, trace, html, log)
     finally:
         _restore_sigint(old_int)
-    if wrote:
-        note = f" (replaced {', '.join(replaced)})" if replaced else ""
-        print(f"mlxprof: {ending}; recording written to {output}{note}"
-              f" [{wrote}]", file=log, flush=True)
+    note = f" (replaced {', '.join(replaced)})" if replaced else ""
+    print(f"mlxprof: {ending}; recording written to {output}{note} [{wrote}]",
+          file=log, flush=True)
     if terminated:  # as SIGTERM would have: no clean-up, other threads or not
         sys.stdout.flush()
         os._exit(code)
@@ -251,16 +262,27 @@ def _exit_code(exc: SystemExit) -> int:
 
 def _user_frames(tb):
     """Drop the frames of mlxprof and runpy from the top of a traceback."""
-    skip = (os.path.abspath(__file__), os.path.abspath(runpy.__file__))
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in skip:
+    def ours(name: str) -> bool:
+        return name in (__file__, runpy.__file__) or name.startswith("<frozen runpy")
+
+    while tb is not None and ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return tb
 
 
 def _write(rec, output, trace, html, log) -> str:
-    """Save the recording and the asked-for views; a short note of what was written."""
-    rec.save(output)
+    """Save the recording and the asked-for views; (where it went, a short note).
+
+    If the recording cannot be written where asked (the disk changed while the
+    program ran), it goes to the temp folder instead, and the note says so.
+    """
     parts = [f"{len(rec.steps)} steps, steps rule {rec.meta['steps']}"]
+    try:
+        rec.save(output)
+    except MlxprofError as exc:
+        print(f"mlxprof: error: {exc}", file=log)
+        output = Path(tempfile.mkstemp(prefix="mlxprof-", suffix=SUFFIX)[1])
+        rec.save(output)
     for path, what, write in ((trace, "trace", rec.export_chrome_trace),
                               (html, "HTML report", _html_writer(rec))):
         if not path:
@@ -271,7 +293,7 @@ def _write(rec, output, trace, html, log) -> str:
         except (MlxprofError, OSError, ImportError) as exc:
             print(f"mlxprof: error: could not write the {what} to {path}: {exc}",
                   file=log)
-    return "; ".join(parts)
+    return output, "; ".join(parts)
 
 
 def _html_writer(rec):
