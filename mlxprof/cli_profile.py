@@ -31,16 +31,9 @@ def add_commands(sub) -> None:
     p.add_argument("recording")
     p.add_argument("--per-token", action="store_true",
                    help="also print the per-token table")
-    p = sub.add_parser(
-        "trace", help="write a Chrome/Perfetto trace of a recording",
-        formatter_class=_FORMAT,
-        description="Write the recording as Chrome trace JSON (open it in "
-                    "ui.perfetto.dev or chrome://tracing).",
-        epilog="example:\n  mlxprof trace generate.mlxprof.json.gz -o trace.json")
-    p.add_argument("recording")
-    p.add_argument("-o", "--output", default=None,
-                   help="trace file (default: the recording's name with .trace.json, "
-                        "never an existing file)")
+    _add_view(sub, "trace", "write a Chrome/Perfetto trace of a recording",
+              "Write the recording as Chrome trace JSON (open it in ui.perfetto.dev "
+              "or chrome://tracing).", "trace.json", ".trace.json")
     p = sub.add_parser(
         "compare", help="per-token medians of recordings side by side",
         formatter_class=_FORMAT,
@@ -50,17 +43,21 @@ def add_commands(sub) -> None:
         epilog="example:\n  mlxprof compare sync.mlxprof.json.gz async.mlxprof.json.gz")
     p.add_argument("recordings", nargs="+", metavar="recording")
     p.add_argument("--csv", default=None, help="also write the comparison as CSV")
+    _add_view(sub, "report", "write a self-contained HTML report of a recording",
+              "Write one HTML page (plotly.js embedded, works offline): the per-token "
+              "timeline, the time split, calls per thread, ops by primitive, sync call "
+              "sites, threads and provenance.", "report.html", ".html")
+
+
+def _add_view(sub, name, help_, description, example_out, suffix) -> None:
+    """A command `name REC [-o FILE]` that writes one view of a recording."""
     p = sub.add_parser(
-        "report", help="write a self-contained HTML report of a recording",
-        formatter_class=_FORMAT,
-        description="Write one HTML page (plotly.js embedded, works offline): the "
-                    "per-token timeline, the time split, calls per thread, ops by "
-                    "primitive, sync call sites, threads and provenance.",
-        epilog="example:\n  mlxprof report generate.mlxprof.json.gz -o report.html")
+        name, help=help_, formatter_class=_FORMAT, description=description,
+        epilog=f"example:\n  mlxprof {name} generate.mlxprof.json.gz -o {example_out}")
     p.add_argument("recording")
     p.add_argument("-o", "--output", default=None,
-                   help="HTML file (default: the recording's name with .html, never "
-                        "an existing file)")
+                   help=f"output file (default: the recording's name with {suffix}, "
+                        "never an existing file)")
 
 
 def _add_run(sub) -> None:
@@ -154,24 +151,32 @@ def _show(args) -> int:
 
 def _derived(recording: str, suffix: str) -> Path:
     """REC's name with `suffix`, numbered so it never replaces a file."""
-    from mlxprof.runner import SUFFIX
+    from mlxprof.runner import SUFFIX, unused_path
 
     name = Path(recording).name
     stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else Path(recording).stem
-    path, n = Path(f"{stem}{suffix}"), 1
-    while path.exists():
-        path, n = Path(f"{stem}.{n}{suffix}"), n + 1
-    return path
+    return unused_path(stem, suffix)
+
+
+def _write_view(args, suffix: str, what: str, write) -> int:
+    """Load REC, write one view of it to -o (or a derived name); say where."""
+    from mlxprof.runner import check_writable
+
+    out = args.output or _derived(args.recording, suffix)
+    check_writable(out, what)
+    print(f"wrote {write(_load(args.recording), out)}")
+    return 0
 
 
 def _trace(args) -> int:
-    from mlxprof.runner import check_writable
+    return _write_view(args, ".trace.json", "trace",
+                       lambda rec, out: rec.export_chrome_trace(out))
 
-    out = args.output or _derived(args.recording, ".trace.json")
-    check_writable(out, "trace")
-    rec = _load(args.recording)
-    print(f"wrote {rec.export_chrome_trace(out)}")
-    return 0
+
+def _report(args) -> int:
+    from mlxprof.html_report import write_report
+
+    return _write_view(args, ".html", "HTML report", write_report)
 
 
 def _compare(args) -> int:
@@ -188,17 +193,6 @@ def _compare(args) -> int:
     if args.csv:
         df.to_csv(args.csv)
         print(f"\nwrote {args.csv}")
-    return 0
-
-
-def _report(args) -> int:
-    from mlxprof.html_report import write_report
-    from mlxprof.runner import check_writable
-
-    out = args.output or _derived(args.recording, ".html")
-    check_writable(out, "HTML report")
-    rec = _load(args.recording)
-    print(f"wrote {write_report(rec, out)}")
     return 0
 
 

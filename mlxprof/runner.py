@@ -110,12 +110,20 @@ def default_output(program: Program, folder=".") -> Path:
         >>> default_output(Program("path", "bench.py", [])).name  # doctest: +SKIP
         'bench.mlxprof.json.gz'
     """
+    return unused_path(program.stem(), SUFFIX, folder)
+
+
+def unused_path(stem: str, suffix: str, folder=".") -> Path:
+    """`folder/stem+suffix`, else the first free `folder/stem.N+suffix`.
+
+    Example:
+        >>> unused_path("run", ".html").name   # doctest: +SKIP
+        'run.html'
+    """
     folder = Path(folder)
-    path = folder / f"{program.stem()}{SUFFIX}"
-    n = 1
+    path, n = folder / f"{stem}{suffix}", 1
     while path.exists():
-        path = folder / f"{program.stem()}.{n}{SUFFIX}"
-        n += 1
+        path, n = folder / f"{stem}.{n}{suffix}", n + 1
     return path
 
 
