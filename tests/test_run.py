@@ -181,11 +181,31 @@ def test_mlx_lm_generators_mark_one_step_per_token_and_are_restored(
         assert len(df) > 5 and df["n_eval"].sum() + df["n_async_eval"].sum() >= len(df) - 1
 
 
+def test_options_reach_the_profile_and_the_extra_outputs(script, capfd):
+    import json
+
+    assert main(["run", "--count-ops", "--eval-lock", "--no-call-sites", "--trace",
+                 "t.json", "--html", "out/r.html", "-o", "o.mlxprof.json.gz", "--",
+                 str(script)]) == 0
+    assert "trace t.json; HTML report out/r.html" in capfd.readouterr().err
+    rec = mlxprof.load("o.mlxprof.json.gz")
+    assert rec.options == {"count_ops": True, "eval_lock": True, "call_sites": False,
+                           "numpy": True}
+    assert rec.per_token()["ops_total"].sum() > 0 and rec.holds
+    assert all(e.site is None for e in rec.events)
+    assert {e["name"] for e in json.load(open("t.json"))["traceEvents"]} >= {"eval", "item"}
+    assert "Plotly" in (script.parent / "out" / "r.html").read_text()
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ok.py").write_text("print('ran')\n")
     (tmp_path / "not_a_rec.gz").write_text("hello")
-    cases = [(["run", "--", "missing.py"], "no such script: missing.py"),
+    rec = _recording(tmp_path, "good.mlxprof.json.gz", 2)
+    cases = [(["trace", rec, "-o", "/proc/nope/t.json"], "cannot write the trace"),
+             (["report", rec, "-o", str(tmp_path)], "is a folder"),
+             (["run", "--html", "/proc/nope/r.html", "ok.py"], "cannot write the HTML"),
+             (["run", "--steps", "tokens", "ok.py"], "invalid choice: 'tokens'"),(["run", "--", "missing.py"], "no such script: missing.py"),
              (["run", "-m", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
              (["run", "-o", "/proc/nope/r.gz", "ok.py"], "cannot write the recording"),
              (["run"], "no program given"),
