@@ -11,6 +11,9 @@ Example:
     ...         pass
     >>> prof.per_token()                           # doctest: +SKIP
 
+From the shell, `mlxprof run -- python your_program.py` profiles a program as it
+is (see docs/cli.md).
+
 Importing mlxprof stays light: pandas and plotly load only when a table or a
 figure is asked for, so a GPU box without plotly can still profile.
 """

@@ -216,7 +216,7 @@ class Profiler:
         return self._recording
 
     def per_token(self, thread: int | None = None):
-        """pandas DataFrame, one row per step (see DESIGN.md for the columns)."""
+        """pandas DataFrame, one row per step (see DESIGN.md for the columns and threads)."""
         return self.recording.per_token(thread=thread)
 
     def per_thread(self):

@@ -129,7 +129,8 @@ def test_a_thread_can_be_chosen_and_its_calls_are_cut_at_step_edges():
 def test_old_recordings_without_step_threads_still_split_one_thread():
     rec = _profile(2, eval_lock=False)
     d = rec.to_dict()
-    d["steps"] = [s[:5] for s in d["steps"]]  # format as written before thread ids
+    d["steps"] = [s[:5] for s in d["steps"]]  # format 1: no thread ids
+    d["format_version"] = 1
     old = mlxprof.Recording.from_dict(d)
     df = old.per_token()
     assert (df.host_ms >= 0).all()
