@@ -82,26 +82,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(model_dir, cwd, profiled: bool):
+def _launch(model_dir, cwd: Path, profiled: bool):
+    """Start `mlx_lm server` (under `mlxprof run` if profiled); output goes to files."""
     port = _free_port()
     cmd = ["python", "-m", "mlx_lm", "server", "--model", str(model_dir), "--host",
            "127.0.0.1", "--port", str(port)]
     argv = ([sys.executable, "-m", "mlxprof", "run", "-o", "server.mlxprof.json.gz", "--"]
             + cmd if profiled else [sys.executable] + cmd[1:])
-    proc = subprocess.Popen(argv, cwd=cwd, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 180
+    log = cwd / f"server-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=_env(), stdout=out, stderr=out,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                 signal.SIG_DFL))
+    proc.port, proc.log = port, log
+    return proc
+
+
+def _wait_ready(proc, seconds=180) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.communicate()[1][-2000:]}")
+            raise AssertionError(f"server exited: {proc.log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
-                return proc, port
+            with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/health", timeout=5):
+                return
         except OSError:
             time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("server did not come up in 180 s")
+    raise AssertionError(f"server did not come up in {seconds} s")
 
 
 def _ask(port: int, question: str) -> str:
@@ -130,20 +137,26 @@ def _clients(port: int, n_clients=3, n_requests=2) -> dict:
     return answers
 
 
-def _serve(model_dir, cwd, profiled):
-    proc, port = _start_server(model_dir, cwd, profiled)
+def _stop(proc):
+    """SIGINT (Ctrl-C), as a user stops the server; returns (exit code, its output)."""
     try:
-        answers = _clients(port)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         proc.kill()
-    return answers, proc.returncode, err
+    return proc.returncode, proc.log.read_text()
 
 
 def test_mlx_lm_server_profiled_answers_the_same_and_records_threads(smollm2_dir, tmp_path):
-    plain, _, _ = _serve(smollm2_dir, tmp_path, profiled=False)
-    answers, code, err = _serve(smollm2_dir, tmp_path, profiled=True)
+    # both load at once; the clients then ask one server at a time
+    servers = [_launch(smollm2_dir, tmp_path, profiled) for profiled in (False, True)]
+    try:
+        for proc in servers:
+            _wait_ready(proc)
+        plain, answers = (_clients(proc.port) for proc in servers)
+    finally:
+        _stop(servers[0])
+        code, err = _stop(servers[1])
     assert len(answers) == 6 and all(answers.values())
     assert answers == plain
     assert code == 0 and "recording written to server.mlxprof.json.gz" in err, err[-2000:]
@@ -159,3 +172,16 @@ def test_mlx_lm_server_profiled_answers_the_same_and_records_threads(smollm2_dir
     assert (abs(parts - df.wall_ms) < 1e-6).all()
     split = rec.summary().split("Token time split (ms):")[1].splitlines()[3:8]
     assert all(0 <= float(line.split()[-1]) <= 100 for line in split)
+
+
+def test_export_refuses_bad_input_before_any_work(tmp_path, capsys):
+    from mlxprof.cli import main
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert main(["models", "export", "smollm2", str(tmp_path / "full")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    assert main(["models", "export", "qwen3-8b", str(tmp_path / "new")]) == 2
+    assert "exportable: smollm2" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -47,13 +47,13 @@ __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch"
 
 
 def export(name: str, out_dir, dtype: str = "float16"):
-    """Write a real model as an mlx-lm folder (see mlxprof.lab.models.export).
+    """Write a real model as an mlx-lm folder (see mlxprof.lab.models.mlx_lm_folder).
 
     Example:
         >>> export("smollm2", "models/smollm2")   # doctest: +SKIP
         PosixPath('models/smollm2')
     """
-    from mlxprof.lab.models.export import export as _export
+    from mlxprof.lab.models.mlx_lm_folder import export as _export
 
     return _export(name, out_dir, dtype=dtype)
 
