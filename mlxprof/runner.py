@@ -178,12 +178,12 @@ def run(program: Program, *, output=None, count_ops: bool = False,
 
     prof = Profiler(count_ops=count_ops, eval_lock=eval_lock, call_sites=call_sites,
                     meta={"command": program.command(), "steps_requested": steps})
-    code, ending, terminated, rec = _profile(program, prof, steps)
-    old_int = _ignore_sigint()
+    shield = _Shield()
     try:
+        code, ending, terminated, rec = _profile(program, prof, steps, shield)
         output, wrote = _write(rec, output, trace, html, log)
     finally:
-        _restore_sigint(old_int)
+        shield.down()
     note = f" (replaced {', '.join(replaced)})" if replaced else ""
     print(f"mlxprof: {ending}; recording written to {output}{note} [{wrote}]",
           file=log, flush=True)
@@ -193,11 +193,10 @@ def run(program: Program, *, output=None, count_ops: bool = False,
     return code
 
 
-def _profile(program: Program, prof: Profiler, steps: str):
+def _profile(program: Program, prof: Profiler, steps: str, shield: "_Shield"):
     """Run the program inside the profile; (exit code, how it ended, by SIGTERM?,
     the recording with the steps of the rule that applied)."""
-    in_main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    shield.catch_sigterm()
     eval_steps = EvalSteps(prof) if steps in ("auto", "eval") else None
     mlx_steps = MlxLmSteps(prof) if steps == "auto" else None
     prof.start()
@@ -210,8 +209,7 @@ def _profile(program: Program, prof: Profiler, steps: str):
         else:
             code, ending, terminated = _execute(program)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old_term)
+        shield.up()
         used_mlx = mlx_steps is not None and mlx_steps.marked > 0
         prof.keep_tail = not used_mlx
         prof.stop()
@@ -311,13 +309,32 @@ def _html_writer(rec):
     return write
 
 
-def _ignore_sigint():
-    """A second Ctrl-C must not lose the recording being written."""
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return None
+class _Shield:
+    """Signal handling around the program (main thread only; elsewhere a no-op).
 
+    While it runs, SIGTERM raises `_Terminated` so the recording can be written;
+    from its end until the recording is written (`up` .. `down`), Ctrl-C and
+    SIGTERM are ignored so a second one cannot lose it.
+    """
 
-def _restore_sigint(old) -> None:
-    if old is not None:
-        signal.signal(signal.SIGINT, old)
+    NAMES = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.active = threading.current_thread() is threading.main_thread()
+        self._saved = ({n: signal.getsignal(getattr(signal, n)) for n in self.NAMES}
+                       if self.active else {})
+
+    def catch_sigterm(self) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def up(self) -> None:
+        if self.active:
+            for name in self.NAMES:
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+    def down(self) -> None:
+        if self.active:
+            for name, handler in self._saved.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(getattr(signal, name), handler)

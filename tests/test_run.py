@@ -152,6 +152,11 @@ TINY_GENERATE = textwrap.dedent("""\
     mx.eval(mx.ones(3))   # after the tokens: in no step
     print(len(toks))
     """)
+SPECULATIVE = TINY_GENERATE.replace(
+    "toks = [t for t, _ in generate_step(prompt, model, max_tokens=5)]",
+    "from mlx_lm.generate import speculative_generate_step\n"
+    "toks = [t for t, _, _ in speculative_generate_step(prompt, model, model,\n"
+    "                                                  num_draft_tokens=2, max_tokens=5)]")
 
 
 @pytest.mark.parametrize("steps, rule, n_steps", [("auto", "mlx_lm", 5),
@@ -195,6 +200,14 @@ def test_options_reach_the_profile_and_the_extra_outputs(script, capfd):
     assert all(e.site is None for e in rec.events)
     assert {e["name"] for e in json.load(open("t.json"))["traceEvents"]} >= {"eval", "item"}
     assert "Plotly" in (script.parent / "out" / "r.html").read_text()
+
+
+def test_speculative_decoding_gets_one_step_per_token(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.py").write_text(SPECULATIVE)
+    assert run(Program.from_argv(["spec.py"]), output="s.mlxprof.json.gz") == 0
+    rec = mlxprof.load("s.mlxprof.json.gz")
+    assert rec.meta["steps"] == "mlx_lm" and len(rec.steps) == 5
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
