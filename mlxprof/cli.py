@@ -93,7 +93,7 @@ def _add_bench(sub) -> None:
 
 
 def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list or fetch models")
+    p = sub.add_parser("models", help="list, fetch or export models")
     msub = p.add_subparsers(dest="models_cmd", metavar="{list,fetch,export}",
                             parser_class=_Parser)
     msub.required = True
