@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import sys
 import threading
 from bisect import bisect_right
@@ -193,7 +193,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         if fullname != self.name:
             return None
         sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = importlib.util.find_spec(fullname)  # what the other finders say
         if spec is not None and spec.loader is not None:
             spec.loader = _Loader(spec.loader, self.after)
         return spec

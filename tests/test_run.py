@@ -202,6 +202,15 @@ def test_options_reach_the_profile_and_the_extra_outputs(script, capfd):
     assert "Plotly" in (script.parent / "out" / "r.html").read_text()
 
 
+def test_mlx_lm_imported_by_the_program_is_wrapped_when_imported(tmp_path):
+    (tmp_path / "g.py").write_text(
+        "import sys\nassert 'mlx_lm.generate' not in sys.modules\n" + TINY_GENERATE)
+    out = _mlxprof("run", "-o", "lazy.mlxprof.json.gz", "g.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rec = mlxprof.load(tmp_path / "lazy.mlxprof.json.gz")
+    assert rec.meta["steps"] == "mlx_lm" and len(rec.steps) == 5
+
+
 def test_speculative_decoding_gets_one_step_per_token(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.py").write_text(SPECULATIVE)
