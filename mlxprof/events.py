@@ -40,13 +40,18 @@ class Event(NamedTuple):
 
 
 class Step(NamedTuple):
-    """A token boundary: the step `index` ended at `end_ns` (started at `start_ns`)."""
+    """A token boundary: the step `index` ended at `end_ns` (started at `start_ns`).
+
+    `thread_id` is the thread that marked it (the "stepping thread" whose time
+    the per-token row splits); None in recordings made before it was stored.
+    """
 
     index: int
     start_ns: int
     end_ns: int
     active_bytes: int
     peak_bytes: int
+    thread_id: Optional[int] = None
 
 
 class LockHold(NamedTuple):

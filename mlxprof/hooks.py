@@ -65,7 +65,8 @@ _tls = _Busy()
 def _skip_prefixes() -> tuple:
     mlx_dir = os.path.dirname(os.path.abspath(mx.__file__)) + os.sep  # .../mlx/
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    own = ("hooks", "profiler", "lock", "graph", "events", "recording", "magic")
+    own = ("hooks", "profiler", "lock", "graph", "events", "recording", "magic",
+           "steps", "runner")
     return (mlx_dir,) + tuple(f"{here}{m}.py" for m in own)
 
 
@@ -127,6 +128,7 @@ class Recorder:
         self.call_sites = call_sites
         self.count_ops = count_ops
         self.lock = lock
+        self.on_return = None  # optional callable(kind, thread_id, end_ns)
 
     def call(self, kind, orig, args, kwargs, arrays_of):
         _tls.busy = True
@@ -152,8 +154,11 @@ class Recorder:
             finally:
                 if token is not None:
                     wait_ns = lock.leave(token)
-                self.events.append((kind, t0, perf_counter_ns(), tid, step, n,
-                                    site, wait_ns, ops, count_ns))
+                end = perf_counter_ns()
+                self.events.append((kind, t0, end, tid, step, n, site, wait_ns, ops,
+                                    count_ns))
+                if self.on_return is not None:
+                    self.on_return(kind, tid, end)
         finally:
             _tls.busy = False
 

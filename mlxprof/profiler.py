@@ -20,7 +20,13 @@ Steps: a step is a token. `step()` closes the current one; `track(it)` closes
 one after each item's loop body, so step i holds the work that produced item
 i (inside the iterator, e.g. mlx-lm's generate_step) and the work done with
 it in the loop body. Without any step() the whole profile is step 0; after
-the last step a tail row is kept only if it saw any call.
+the last step a tail row is kept only if its thread made any call.
+
+Threads: steps can be marked from any thread; each thread's step runs from
+its previous step() (or the profile start, or `begin_step()`) to the next, and
+its per-token row splits THAT thread's time (host, submit, blocked, lock
+wait). Hooked calls of other threads during the step are summed in the
+other_threads_* columns, never subtracted; `per_thread()` has a row per thread.
 
 Memory: active_bytes and peak_bytes are read at each step end
 (mx.get_active_memory / mx.get_peak_memory; peak is the process high-water
@@ -32,6 +38,7 @@ this module imports neither pandas nor plotly.
 """
 from __future__ import annotations
 
+import threading
 from time import perf_counter_ns, time_ns
 from typing import Iterable, Iterator
 
@@ -72,6 +79,7 @@ class Profiler:
         self.meta = dict(meta or {})
         self.group = group
         self.lock = None
+        self.keep_tail = True  # a last row for calls after the last step()
         self._state = _NEW
         self._recording = None
 
@@ -92,7 +100,9 @@ class Profiler:
         # A wall-clock anchor next to the perf_counter origin puts the ranks of a
         # distributed run on one time axis (mlxprof.ranks).
         self._wall_ns = time_ns()
-        self._start_ns = self._step_start_ns = perf_counter_ns()
+        self._open: dict[int, int] = {}  # thread id -> start of its open step
+        self._steps_lock = threading.Lock()
+        self._start_ns = perf_counter_ns()
         hooks.install(self._rec, numpy=opts["numpy"])
         self._state = _RUNNING
         return self
@@ -134,14 +144,32 @@ class Profiler:
             raise MlxprofError("step() called outside a running profile "
                                "(use it inside `with mlxprof.Profiler() as prof:`)")
         now = perf_counter_ns()
-        index = len(self._steps)
-        self._steps.append(Step(index, self._step_start_ns, now,
-                                mx.get_active_memory(), mx.get_peak_memory()))
-        self._step_start_ns = now
-        self._rec.step = index + 1
-        if self.lock is not None:
-            self.lock.step = index + 1
+        tid = threading.get_ident()
+        with self._steps_lock:
+            index = len(self._steps)
+            self._steps.append(Step(index, self._open.get(tid, self._start_ns), now,
+                                    mx.get_active_memory(), mx.get_peak_memory(), tid))
+            self._open[tid] = now
+            self._rec.step = index + 1
+            if self.lock is not None:
+                self.lock.step = index + 1
         return index
+
+    def begin_step(self) -> None:
+        """Start the calling thread's next step now instead of at its last step's end.
+
+        Each thread's steps run from its previous step() (or the profile start)
+        to its next step(); call this where a token's work begins when the time
+        before it (loading, waiting for a request) belongs to no token.
+
+        Example:
+            >>> with Profiler() as prof:
+            ...     prof.begin_step(); prof.step()
+            0
+        """
+        if self._state != _RUNNING:
+            raise MlxprofError("begin_step() called outside a running profile")
+        self._open[threading.get_ident()] = perf_counter_ns()
 
     def track(self, iterable: Iterable) -> Iterator:
         """Yield the items of `iterable`; close a step after each item's loop body.
@@ -178,10 +206,11 @@ class Profiler:
         provenance["distributed"] = distributed(self.group, seen)
         events = [Event._make(t) for t in list(self._rec.events)]
         steps = list(self._steps)
-        tail = [e for e in events if e.step == len(steps)]
-        if tail or not steps:
-            steps.append(Step(len(steps), self._step_start_ns, end_ns,
-                              mx.get_active_memory(), mx.get_peak_memory()))
+        tid = steps[-1].thread_id if steps else threading.get_ident()
+        tail = [e for e in events if e.step == len(steps) and e.thread_id == tid]
+        if (tail and self.keep_tail) or not steps:
+            steps.append(Step(len(steps), self._open.get(tid, self._start_ns), end_ns,
+                              mx.get_active_memory(), mx.get_peak_memory(), tid))
         threads = dict(self._rec.threads)
         holds = list(self.lock.holds) if self.lock is not None else []
         if self.lock is not None:
@@ -203,8 +232,12 @@ class Profiler:
         return self._recording
 
     def per_token(self, thread: int | None = None):
-        """pandas DataFrame, one row per step (see DESIGN.md for the columns)."""
+        """pandas DataFrame, one row per step (see DESIGN.md for the columns and threads)."""
         return self.recording.per_token(thread=thread)
+
+    def per_thread(self):
+        """pandas DataFrame, one row per thread (see `Recording.per_thread`)."""
+        return self.recording.per_thread()
 
     def summary(self) -> str:
         """A printable table: calls per kind, token time split, call sites."""

@@ -23,7 +23,8 @@ from pathlib import Path
 from mlxprof.events import Collective, Event, LockHold, MlxprofError, Step
 
 FORMAT = "mlxprof-recording"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: each step stores the thread that marked it
+READABLE_VERSIONS = (1, 2)
 
 
 class Recording:
@@ -69,9 +70,15 @@ class Recording:
 
     # -- views -----------------------------------------------------------------
     def per_token(self, thread: int | None = None):
-        """pandas DataFrame, one row per step; `thread` limits it to one thread id."""
+        """pandas DataFrame, one row per step, splitting the stepping thread's time
+        (other threads in other_threads_*); `thread` splits it for that thread id."""
         from mlxprof import report
         return report.per_token(self, thread=thread)
+
+    def per_thread(self):
+        """pandas DataFrame, one row per thread: steps marked, calls, time in them."""
+        from mlxprof import report
+        return report.per_thread(self)
 
     def summary(self) -> str:
         """Printable table like torch's key_averages()."""
@@ -130,16 +137,18 @@ class Recording:
             raise MlxprofError("not an mlxprof recording (no 'format': "
                                f"'{FORMAT}' field)")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise MlxprofError(f"unknown mlxprof recording format_version {version!r}; "
-                               f"this mlxprof reads version {FORMAT_VERSION}")
+                               f"this mlxprof reads versions "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}")
         try:
-            return cls._from_v1(d)
+            return cls._read(d)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise MlxprofError(f"corrupt mlxprof recording: {exc!r}") from exc
 
     @classmethod
-    def _from_v1(cls, d: dict) -> "Recording":
+    def _read(cls, d: dict) -> "Recording":
+        """Versions 1 and 2 differ only in the steps (v1: no thread id)."""
         sites = [tuple(s) for s in d["sites"]]
         cols = d["events"]
         site_ix = cols["site"]

@@ -9,12 +9,14 @@ Example:
 from __future__ import annotations
 
 import os
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 
 from mlxprof.events import category
 
 _FIXED = ["step", "wall_ms", "host_ms", "submit_ms", "blocked_ms", "lock_wait_ms",
           "n_eval", "n_async_eval", "n_sync"]
+_OTHER = ["other_threads_ms", "other_threads_lock_wait_ms", "other_threads_calls"]
 
 
 def _ms(ns) -> float:
@@ -22,33 +24,85 @@ def _ms(ns) -> float:
 
 
 # -- per-token table ---------------------------------------------------------------
+# Thread model: a row describes the thread that marked the step (the "stepping
+# thread"). Its wall time is split into its own host / submit / blocked / lock
+# wait; a call is cut at the step's edges, so the parts never exceed the wall
+# and host_ms is never negative. Calls of other threads that start inside the
+# step are summed apart (other_threads_*), never subtracted from the wall.
+def stepping_thread(rec, step) -> int:
+    """The thread whose time a step's row splits (old recordings: the busiest)."""
+    if step.thread_id is not None:
+        return step.thread_id
+    counts = Counter(e.thread_id for e in rec.events)
+    return counts.most_common(1)[0][0] if counts else 0
+
+
+def _overlap(a0, a1, b0, b1) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+class _Index:
+    """Events sorted by start, per thread and overall, for window queries."""
+
+    def __init__(self, events):
+        self.all = sorted(events, key=lambda e: e.start_ns)
+        self.starts = [e.start_ns for e in self.all]
+        self.by_thread: dict = defaultdict(list)
+        for e in self.all:
+            self.by_thread[e.thread_id].append(e)
+        self.thread_starts = {t: [e.start_ns for e in es] for t, es in self.by_thread.items()}
+
+    def own(self, tid, t0, t1):
+        """The thread's calls overlapping [t0, t1] (they never overlap each other)."""
+        es, starts = self.by_thread.get(tid, []), self.thread_starts.get(tid, [])
+        i = max(bisect_right(starts, t0) - 1, 0)
+        j = bisect_right(starts, t1)
+        return [e for e in es[i:j] if e.end_ns > t0 or e.start_ns >= t0]
+
+    def others(self, tid, t0, t1):
+        """Calls of other threads that start in [t0, t1)."""
+        i, j = bisect_left(self.starts, t0), bisect_left(self.starts, t1)
+        return [e for e in self.all[i:j] if e.thread_id != tid]
+
+
+def _own_parts(r, seen, e, t0, t1) -> None:
+    """Add the part of call `e` inside [t0, t1]: lock wait first, then the call."""
+    wait_end = e.start_ns + e.lock_wait_ns
+    r["lock_wait_ns"] += _overlap(e.start_ns, wait_end, t0, t1)
+    busy = _overlap(wait_end, e.end_ns, t0, t1)
+    if category(e.kind) == "submit":
+        r["submit_ns"] += busy
+    else:
+        r["blocked_ns"] += busy
+    if not t0 <= e.start_ns < t1:
+        return  # counted in the step where it started
+    cat = category(e.kind)
+    if cat == "submit":
+        r["n_async_eval"] += 1
+    elif cat == "eval":
+        r["n_eval"] += 1
+    else:
+        r["n_sync"] += 1
+        r["n_sync_" + e.kind] += 1
+    if e.ops is not None:
+        r["ops_total"] += sum(e.ops.values())
+        for name, n in e.ops.items():
+            r["ops_" + name] += n
+            seen[name] += n
+
+
 def _step_rows(rec, thread):
-    rows = {s.index: defaultdict(int) for s in rec.steps}
-    ops_seen: Counter = Counter()
-    for e in rec.events:
-        if thread is not None and e.thread_id != thread:
-            continue
-        r = rows.get(e.step)
-        if r is None:
-            continue
-        busy = e.end_ns - e.start_ns - e.lock_wait_ns
-        r["lock_wait_ns"] += e.lock_wait_ns
-        cat = category(e.kind)
-        if cat == "submit":
-            r["submit_ns"] += busy
-            r["n_async_eval"] += 1
-        else:
-            r["blocked_ns"] += busy
-            if cat == "eval":
-                r["n_eval"] += 1
-            else:
-                r["n_sync"] += 1
-                r["n_sync_" + e.kind] += 1
-        if e.ops is not None:
-            r["ops_total"] += sum(e.ops.values())
-            for name, n in e.ops.items():
-                r["ops_" + name] += n
-                ops_seen[name] += n
+    index = _Index(rec.events)
+    rows, ops_seen = {}, Counter()
+    for s in rec.steps:
+        tid = thread if thread is not None else stepping_thread(rec, s)
+        r = rows[s.index] = defaultdict(int)
+        for e in index.own(tid, s.start_ns, s.end_ns):
+            _own_parts(r, ops_seen, e, s.start_ns, s.end_ns)
+        for e in index.others(tid, s.start_ns, s.end_ns):
+            r["other_ns"] += e.end_ns - e.start_ns
+            r["other_wait_ns"] += e.lock_wait_ns
+            r["other_calls"] += 1
     return rows, ops_seen
 
 
@@ -105,14 +159,19 @@ def _collective_columns(row, r, kinds) -> None:
 def per_token(rec, thread: int | None = None):
     """DataFrame, one row per step, with the columns DESIGN.md lists.
 
-    host_ms = wall_ms - submit_ms - blocked_ms - lock_wait_ms. With several
-    threads (thread=None) their times add up, so host_ms can go negative:
-    pass a thread id to see one thread. ops_* are <NA> without count_ops.
-    When the profile saw mx.distributed collectives, n_collectives,
-    collective_bytes, collective_ms (the part of submit_ms + blocked_ms spent
-    in calls that ran or waited on graphs with collectives: compute, transfer
-    and waiting for peers; see collective_waits) and n_coll_<kind> follow the
-    n_sync_* columns.
+    A row splits the time of the thread that marked the step: host_ms =
+    wall_ms - submit_ms - blocked_ms - lock_wait_ms >= 0. Hooked calls of other
+    threads that started during the step are in other_threads_ms (time inside
+    them, lock waits included), other_threads_lock_wait_ms and
+    other_threads_calls. `thread` splits every row for that thread instead.
+    ops_* are <NA> without count_ops. When the profile saw mx.distributed
+    collectives, n_collectives, collective_bytes, collective_ms (the part of
+    submit_ms + blocked_ms spent in calls that ran or waited on graphs with
+    collectives: compute, transfer and waiting for peers; see
+    collective_waits) and n_coll_<kind> follow the n_sync_* columns.
+
+    Example:
+        >>> per_token(rec)[["step", "wall_ms", "host_ms"]]   # doctest: +SKIP
     """
     import pandas as pd
 
@@ -130,7 +189,10 @@ def per_token(rec, thread: int | None = None):
                "host_ms": _ms(wall - r["submit_ns"] - r["blocked_ns"] - r["lock_wait_ns"]),
                "submit_ms": _ms(r["submit_ns"]), "blocked_ms": _ms(r["blocked_ns"]),
                "lock_wait_ms": _ms(r["lock_wait_ns"]), "n_eval": r["n_eval"],
-               "n_async_eval": r["n_async_eval"], "n_sync": r["n_sync"]}
+               "n_async_eval": r["n_async_eval"], "n_sync": r["n_sync"],
+               "other_threads_ms": _ms(r["other_ns"]),
+               "other_threads_lock_wait_ms": _ms(r["other_wait_ns"]),
+               "other_threads_calls": r["other_calls"]}
         row.update({f"n_sync_{k}": r[f"n_sync_{k}"] for k in sync_kinds})
         if coll_kinds is not None:
             _collective_columns(row, coll_rows.get(s.index, defaultdict(int)), coll_kinds)
@@ -142,10 +204,46 @@ def per_token(rec, thread: int | None = None):
                  ["n_collectives", "collective_bytes", "collective_ms"]
                  + [f"n_coll_{k}" for k in coll_kinds])
     columns = (_FIXED + [f"n_sync_{k}" for k in sync_kinds] + coll_cols + ["ops_total"]
-               + [f"ops_{k}" for k in op_names] + ["active_bytes", "peak_bytes"])
+               + [f"ops_{k}" for k in op_names] + ["active_bytes", "peak_bytes"] + _OTHER)
     df = pd.DataFrame.from_records(records, columns=columns)
     df["ops_total"] = df["ops_total"].astype("Int64")
     return df
+
+
+def per_thread(rec):
+    """DataFrame, one row per thread: steps it marked, its calls and time in them.
+
+    For a multi-threaded program (a server decoding on a worker thread) this
+    says which thread did what; busy_ms is time inside hooked calls, lock
+    waits included.
+
+    Example:
+        >>> per_thread(rec)[["thread", "steps", "calls", "busy_ms"]]   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    agg: dict = defaultdict(lambda: defaultdict(int))
+    for s in rec.steps:
+        agg[stepping_thread(rec, s)]["steps"] += 1
+    for e in rec.events:
+        a = agg[e.thread_id]
+        a["calls"] += 1
+        cat = category(e.kind)
+        a["n_" + ("async_eval" if cat == "submit" else cat)] += 1
+        part = "submit_ns" if cat == "submit" else "blocked_ns"
+        a[part] += e.end_ns - e.start_ns - e.lock_wait_ns
+        a["lock_wait_ns"] += e.lock_wait_ns
+    rows = [{"thread": rec.threads.get(tid, str(tid)), "thread_id": tid,
+             "steps": a["steps"], "calls": a["calls"], "n_eval": a["n_eval"],
+             "n_async_eval": a["n_async_eval"], "n_sync": a["n_sync"],
+             "submit_ms": _ms(a["submit_ns"]), "blocked_ms": _ms(a["blocked_ns"]),
+             "lock_wait_ms": _ms(a["lock_wait_ns"]),
+             "busy_ms": _ms(a["submit_ns"] + a["blocked_ns"] + a["lock_wait_ns"])}
+            for tid, a in agg.items()]
+    rows.sort(key=lambda r: (-r["steps"], -r["busy_ms"]))
+    return pd.DataFrame(rows, columns=[
+        "thread", "thread_id", "steps", "calls", "n_eval", "n_async_eval", "n_sync",
+        "submit_ms", "blocked_ms", "lock_wait_ms", "busy_ms"])
 
 
 def events_frame(rec):
@@ -241,7 +339,10 @@ def summary(rec) -> str:
     wall = df["wall_ms"].sum()
     names = ", ".join(sorted(set(rec.threads.values()))) or "-"
     out = [f"mlxprof: {len(df)} steps, {wall:.2f} ms, {len(rec.events)} calls, "
-           f"threads: {names}", f"  on {describe(rec.provenance)}", ""]
+           f"threads: {names}", f"  on {describe(rec.provenance)}"]
+    if rec.meta.get("steps_rule"):
+        out.append(f"  steps: {rec.meta['steps_rule']}")
+    out.append("")
     out += _table(["kind", "category", "calls", "total ms", "mean us", "per token"],
                   _kind_rows(rec, n))
     out.append("(times inside the calls, lock waits excluded)")
@@ -250,6 +351,7 @@ def summary(rec) -> str:
               f"{100 * df[c].sum() / wall:.1f}" if wall else "-"]
              for c in ("wall_ms", "host_ms", "submit_ms", "blocked_ms", "lock_wait_ms")]
     out += _table(["part", "mean", "median", "total", "% wall"], split)
+    out += _thread_lines(rec, df)
     out += _ops_lines(rec, df)
     out += _collective_lines(rec, df)
     sites = _site_rows(rec)
@@ -262,6 +364,24 @@ def summary(rec) -> str:
                                 r.recursive, f"{r.wait_ms:.3f}", f"{r.hold_ms:.3f}"]
                                for r in lt.itertuples()])
     return "\n".join(out)
+
+
+def _thread_lines(rec, df) -> list[str]:
+    """The split above is the stepping thread's; other threads get their own lines."""
+    threads = {e.thread_id for e in rec.events} | {stepping_thread(rec, s) for s in rec.steps}
+    if len(threads) < 2:
+        return []
+    other = df["other_threads_ms"].sum()
+    out = ["(each row splits the time of the thread that marked the step)",
+           f"Other threads, during steps: {df['other_threads_calls'].sum()} calls, "
+           f"{other:.3f} ms inside them (not part of the split; threads run in parallel)",
+           "", "Per thread:"]
+    pt = per_thread(rec)
+    return out + _table(["thread", "steps", "calls", "submit ms", "blocked ms",
+                         "lock wait ms"],
+                        [[r.thread, r.steps, r.calls, f"{r.submit_ms:.3f}",
+                          f"{r.blocked_ms:.3f}", f"{r.lock_wait_ms:.3f}"]
+                         for r in pt.itertuples()])
 
 
 def _ops_lines(rec, df) -> list[str]:

@@ -52,3 +52,18 @@ def _no_leaked_hooks():
     if leaked:
         hooks.uninstall()
     assert not leaked, "a test left MLX patched"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M exported once as an mlx-lm model folder (float32: fast on CPU).
+
+    The weights are fetched if missing; without them (offline) the test is skipped.
+    """
+    from mlxprof.lab import models
+
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    try:
+        return models.export("smollm2", out, dtype="float32")
+    except models.WeightsNotFound as err:
+        pytest.skip(f"SmolLM2 weights unavailable: {err}")

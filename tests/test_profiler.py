@@ -79,8 +79,11 @@ def test_columns_follow_the_design_and_times_add_up(llama_model, prompt):
              "n_eval", "n_async_eval", "n_sync"]
     assert cols[:9] == fixed
     assert cols[9] == "n_sync_item" and cols[10] == "ops_total"
-    assert all(c.startswith("ops_") for c in cols[11:-2])
-    assert cols[-2:] == ["active_bytes", "peak_bytes"]
+    assert all(c.startswith("ops_") for c in cols[11:-5])
+    assert cols[-5:-3] == ["active_bytes", "peak_bytes"]
+    assert cols[-3:] == ["other_threads_ms", "other_threads_lock_wait_ms",
+                         "other_threads_calls"]
+    assert (df.other_threads_calls == 0).all()  # one thread
     parts = df.host_ms + df.submit_ms + df.blocked_ms + df.lock_wait_ms
     assert (abs(parts - df.wall_ms) < 1e-9).all()
     assert (df.submit_ms > 0).all() and (df.host_ms > 0).all()

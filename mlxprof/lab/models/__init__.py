@@ -49,7 +49,19 @@ ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
            "cached_path", "LM", "WeightsNotFound", "model_config", "check_seed",
-           "context_length", "check_loadable"]
+           "context_length", "check_loadable", "export"]
+
+
+def export(name: str, out_dir, dtype: str = "float16"):
+    """Write a real model as an mlx-lm folder (see mlxprof.lab.models.mlx_lm_folder).
+
+    Example:
+        >>> export("smollm2", "models/smollm2")   # doctest: +SKIP
+        PosixPath('models/smollm2')
+    """
+    from mlxprof.lab.models.mlx_lm_folder import export as _export
+
+    return _export(name, out_dir, dtype=dtype)
 
 
 def _unknown(name: str) -> str:
