@@ -113,8 +113,12 @@ class Recorder:
         ([], 0)
     """
 
-    def __init__(self, *, call_sites: bool = True, count_ops=None, lock=None):
+    def __init__(self, *, call_sites: bool = True, count_ops=None, lock=None,
+                 watch_casts: bool = False):
         self.events: list[tuple] = []
+        # (step, thread id, op, from dtype, to dtype, site) per op that widened a
+        # half-precision operand; None when not watching (see mlxprof.graph.widening)
+        self.casts: list[tuple] | None = [] if watch_casts else None
         self.threads: dict[int, str] = {}
         self.step = 0
         self.call_sites = call_sites
@@ -151,6 +155,16 @@ class Recorder:
             _tls.busy = False
 
 
+    def note_cast(self, op, args, kwargs):
+        """Record `op` if it mixes half-precision and float32 arrays (MLX widens)."""
+        from mlxprof.graph import widening
+
+        pair = widening(args, kwargs)
+        if pair is not None:
+            site = _call_site() if self.call_sites else None
+            self.casts.append((self.step, threading.get_ident(), op, pair[0], pair[1], site))
+
+
 _skip_file: dict = {}  # co_filename -> belongs to MLX or the profiler?
 
 
@@ -178,6 +192,16 @@ def _wrap(orig, kind, arrays_of):
         return rec.call(kind, orig, args, kwargs, arrays_of)
 
     return _dress(hooked, orig, kind)
+
+
+def _wrap_cast(orig, op):
+    def hooked(*args, **kwargs):
+        rec = _active
+        if rec is not None and rec.casts is not None and not _tls.busy:
+            rec.note_cast(op, args, kwargs)
+        return orig(*args, **kwargs)
+
+    return _dress(hooked, orig, "cast")
 
 
 def _wrap_numpy(orig):
@@ -221,6 +245,16 @@ def targets(numpy: bool = True) -> list[tuple]:
     return out
 
 
+def cast_targets() -> list[tuple]:
+    """(owner, attribute, op name) of the MLX ops watched for dtype promotion."""
+    from mlxprof.graph import WATCHED_FAST, WATCHED_FUNCTIONS, WATCHED_OPERATORS
+
+    own = vars(_ARRAY)
+    return ([(_ARRAY, n, n) for n in WATCHED_OPERATORS if n in own]
+            + [(mx, n, n) for n in WATCHED_FUNCTIONS if hasattr(mx, n)]
+            + [(mx.fast, n, f"fast.{n}") for n in WATCHED_FAST if hasattr(mx.fast, n)])
+
+
 # -- install / restore ------------------------------------------------------------
 def install(recorder: Recorder, numpy: bool = True) -> None:
     """Patch every target and route calls to `recorder` (one at a time)."""
@@ -239,6 +273,13 @@ def install(recorder: Recorder, numpy: bool = True) -> None:
                 hooked = (_wrap_numpy(orig) if arrays_of is None
                           else _wrap(orig, kind, arrays_of))
                 setattr(owner, name, hooked)
+            if recorder.casts is not None:
+                for owner, name, op in cast_targets():
+                    own = vars(owner) if isinstance(owner, type) else owner.__dict__
+                    had = name in own
+                    orig = own[name] if had else getattr(owner, name)
+                    _saved.append((owner, name, had, orig))
+                    setattr(owner, name, _wrap_cast(orig, op))
             _active = recorder
         except BaseException:  # includes KeyboardInterrupt mid-install
             _restore_all()

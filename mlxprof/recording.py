@@ -36,7 +36,7 @@ class Recording:
 
     def __init__(self, *, events, steps, holds=(), threads=None, start_ns=0,
                  end_ns=0, options=None, meta=None, provenance=None,
-                 format_version=FORMAT_VERSION):
+                 format_version=FORMAT_VERSION, casts=()):
         self.events: list[Event] = list(events)
         self.steps: list[Step] = list(steps)
         self.holds: list[LockHold] = list(holds)
@@ -49,6 +49,9 @@ class Recording:
             provenance = collect()
         self.provenance = provenance
         self.format_version = format_version
+        # (step, thread id, op, from dtype, to dtype, site): ops that widened a
+        # half-precision operand (count_ops=True; see mlxprof.graph.widening)
+        self.casts: list[tuple] = [tuple(c) for c in casts]
 
     def __repr__(self) -> str:
         return (f"<mlxprof.Recording {len(self.steps)} steps, {len(self.events)} "
@@ -69,6 +72,15 @@ class Recording:
         """pandas DataFrame, one row per hooked call."""
         from mlxprof import report
         return report.events_frame(self)
+
+    def casts_frame(self):
+        """pandas DataFrame of the ops that widened half-precision values, per site.
+
+        Example:
+            >>> rec.casts_frame()[["site", "op", "cast", "per_token"]]  # doctest: +SKIP
+        """
+        from mlxprof import report
+        return report.casts_frame(self)
 
     def lock_stats(self, by_step: bool = False):
         """pandas DataFrame of eval-lock acquisitions, waits and holds per thread."""
@@ -106,6 +118,7 @@ class Recording:
             "events": cols,
             "steps": [list(s) for s in self.steps],
             "holds": [list(h) for h in self.holds],
+            "casts": [[*c[:5], None if c[5] is None else list(c[5])] for c in self.casts],
         }
 
     @classmethod
@@ -136,7 +149,9 @@ class Recording:
             holds=[LockHold(*h[:7], bool(h[7])) for h in d["holds"]],
             threads={int(k): v for k, v in d["threads"].items()},
             start_ns=d["start_ns"], end_ns=d["end_ns"], options=d["options"],
-            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"])
+            meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"],
+            casts=[(*c[:5], None if c[5] is None else tuple(c[5]))
+                   for c in d.get("casts", ())])
 
     def save(self, path) -> str:
         """Write gzipped JSON to `path`; returns the path.
