@@ -37,7 +37,7 @@ from mlxprof.lab.models.external import looks_loadable
 from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
-           "check_config", "check_writable", "load_result"]
+           "check_config", "check_writable", "load_result", "resolve_dtype"]
 
 SCHEMA = "mlxprof.lab.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"

@@ -34,7 +34,8 @@ from __future__ import annotations
 import mlx.core as mx
 
 from mlxprof.lab.models.accounting import bytes_per_token, weight_bytes
-from mlxprof.lab.models.configs import SCALES, SYNTHETIC, check_scale, model_config, spec
+from mlxprof.lab.models.configs import (SCALES, SYNTHETIC, check_scale, model_config, spec,
+                                        text_config)
 from mlxprof.lab.models.lm import LM
 from mlxprof.lab.models.smollm2 import WeightsNotFound, cached_path, fetch
 
@@ -43,7 +44,8 @@ NAMES = SYNTHETIC + REAL
 ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
-           "cached_path", "LM", "WeightsNotFound", "model_config"]
+           "cached_path", "LM", "WeightsNotFound", "model_config", "SYNTHETIC", "REAL",
+           "ALIASES", "text_config"]
 
 
 def _unknown(name: str) -> str:
