@@ -20,6 +20,12 @@ Hooked (checked by experiment on MLX 0.32.4 which of them evaluate):
 Not sync points (checked): __copy__, __deepcopy__, __hash__, __len__, __iter__,
 __getitem__, __setitem__, __dlpack_device__, mx.array(...), export_function.
 
+With a Recorder made with ``watch_casts=True`` (Profiler(count_ops=True)) the ops
+in ``mlxprof.graph.WATCHED_*`` (arithmetic operators, matmuls, mx.fast norms,
+RoPE and attention, ...) are wrapped too: each call is checked for operands
+mixing bfloat16/float16 with float32 (``mlxprof.graph.widening``) and, if so,
+noted in ``recorder.casts`` with its call site. Nothing else changes.
+
 A hooked call made while another hooked call runs on the same thread (e.g.
 format() calling repr) is recorded once, as the outer call. Calls from every
 thread are recorded with their thread id. One Recorder at a time per process.

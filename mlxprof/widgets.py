@@ -73,8 +73,8 @@ def token_html(rec, pieces, i: int) -> str:
             f"<span style='background:#F58518;color:white'>{cur}</span></div>"
             f"<p>token {i}: wall {row.wall_ms:.1f} ms = host {row.host_ms:.1f} + submit "
             f"{row.submit_ms:.1f} + blocked {row.blocked_ms:.1f} + lock wait "
-            f"{row.lock_wait_ms:.1f} ms; {row.n_async_eval} async_eval, {row.n_eval} eval, "
-            f"{row.n_sync} sync</p>")
+            f"{row.lock_wait_ms:.1f} ms; {int(row.n_async_eval)} async_eval, {int(row.n_eval)} eval, "
+            f"{int(row.n_sync)} sync</p>")
 
 
 def explore_tokens(rec, pieces, value: int | None = None):
