@@ -88,14 +88,23 @@ WATCHED_FUNCTIONS = ("add", "subtract", "multiply", "divide", "power", "maximum"
                      "where", "matmul", "addmm", "quantized_matmul", "gather_qmm",
                      "gather_mm", "concatenate", "stack")
 WATCHED_FAST = ("rms_norm", "layer_norm", "rope", "scaled_dot_product_attention")
-_HALF = ("bfloat16", "float16")
-_WIDE = ("float32", "float64")
+_FLOATS: dict = {}     # mx dtype -> (name, is half precision); filled on first use
+
+
+def _float_kinds() -> dict:
+    if not _FLOATS:
+        import mlx.core as mx
+
+        _FLOATS.update({mx.bfloat16: ("bfloat16", True), mx.float16: ("float16", True),
+                        mx.float32: ("float32", False), mx.float64: ("float64", False)})
+    return _FLOATS
 
 
 def widening(args, kwargs=None) -> tuple[str, str] | None:
     """(half dtype, wide dtype) if the arrays among an op's arguments mix them, else None.
 
     Looks at the arguments and one level of lists/tuples (concatenate, stack).
+    Runs on every watched op while a profile counts ops, so it is kept cheap.
 
     Example:
         >>> import mlx.core as mx
@@ -105,18 +114,22 @@ def widening(args, kwargs=None) -> tuple[str, str] | None:
         >>> widening((x, 0.5)) is None
         True
     """
-    import mlx.core as mx
-
+    kinds = _FLOATS or _float_kinds()
     half = wide = None
-    items = list(args) + (list(kwargs.values()) if kwargs else [])
-    for a in items:
-        if isinstance(a, (list, tuple)):
-            items.extend(x for x in a if isinstance(x, mx.array))
+    for a in (args if not kwargs else (*args, *kwargs.values())):
+        if type(a) is list or type(a) is tuple:
+            for b in a:
+                k = kinds.get(getattr(b, "dtype", None))
+                if k is not None:
+                    if k[1]:
+                        half = half or k[0]
+                    else:
+                        wide = wide or k[0]
             continue
-        if isinstance(a, mx.array):
-            name = str(a.dtype).rsplit(".", 1)[-1]
-            if name in _HALF:
-                half = half or name
-            elif name in _WIDE:
-                wide = wide or name
+        k = kinds.get(getattr(a, "dtype", None))
+        if k is not None:
+            if k[1]:
+                half = half or k[0]
+            else:
+                wide = wide or k[0]
     return (half, wide) if half and wide else None

@@ -49,6 +49,7 @@ import mlx.core as mx
 
 from mlxprof.events import (ARRAY_KINDS, ASYNC_EVAL, EVAL, MODULE_KINDS,
                             NUMPY_KIND, MlxprofError)
+from mlxprof.graph import widening
 
 _NUMPY_FUNCS = ("array", "asarray", "asanyarray", "ascontiguousarray")
 _ARRAY = mx.array
@@ -161,14 +162,10 @@ class Recorder:
             _tls.busy = False
 
 
-    def note_cast(self, op, args, kwargs):
-        """Record `op` if it mixes half-precision and float32 arrays (MLX widens)."""
-        from mlxprof.graph import widening
-
-        pair = widening(args, kwargs)
-        if pair is not None:
-            site = _call_site() if self.call_sites else None
-            self.casts.append((self.step, threading.get_ident(), op, pair[0], pair[1], site))
+    def note_cast(self, op, pair):
+        """Record that `op` widened pair[0] to pair[1] (see mlxprof.graph.widening)."""
+        site = _call_site() if self.call_sites else None
+        self.casts.append((self.step, threading.get_ident(), op, pair[0], pair[1], site))
 
 
 _skip_file: dict = {}  # co_filename -> belongs to MLX or the profiler?
@@ -204,7 +201,9 @@ def _wrap_cast(orig, op):
     def hooked(*args, **kwargs):
         rec = _active
         if rec is not None and rec.casts is not None and not _tls.busy:
-            rec.note_cast(op, args, kwargs)
+            pair = widening(args, kwargs)
+            if pair is not None:
+                rec.note_cast(op, pair)
         return orig(*args, **kwargs)
 
     return _dress(hooked, orig, "cast")
