@@ -1,12 +1,12 @@
-"""In a real browser: JupyterLab runs the notebooks with sliders, and moving a slider redraws.
+"""In a real browser: JupyterLab runs every notebook, and moving a slider redraws its view.
 
 JupyterLab is started on 127.0.0.1 (a free port, a token, no browser) over copies of
 the notebooks whose parameters are shrunk for CI; headless Chromium from the system
 (/usr/bin/chromium, never a downloaded one) is driven by Playwright. For each
 notebook: Run All Cells, wait until every cell ran, check no error output, then move
 each slider one step with the keyboard and check that the view under it changed (the
-plotly figure's title, or the text for 00's token view). JupyterLab is stopped at the
-end. Notebooks 01 (text sliders, no figure) and 04/05 (no sliders) are left to nbval.
+plotly figure's title, or the text of 00's token view and 01's op explorer). 04 and 05
+have no sliders. JupyterLab is stopped at the end.
 """
 from __future__ import annotations
 
@@ -30,8 +30,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # notebook -> smaller parameters (plain assignments replaced in the parameters cell)
 SHRINK = {"00_quickstart.ipynb": {"TOKENS": 6},
+          "01_dense_vs_moe.ipynb": {"scale": "tiny", "tokens": 4, "timed": 1},
           "02_the_eval_lock.ipynb": {"TOKENS": 8, "REPS": 1},
-          "03_sync_points.ipynb": {"TOKENS": 8, "REPS": 1}}
+          "03_sync_points.ipynb": {"TOKENS": 8, "REPS": 1},
+          "04_pipelined_moe_generator.ipynb": {"scale": "tiny", "tokens": 4},
+          "05_the_report_revisited.ipynb": {"scale": "tiny", "tokens": 4}}
+SLIDERS = {"00_quickstart.ipynb", "01_dense_vs_moe.ipynb", "02_the_eval_lock.ipynb",
+           "03_sync_points.ipynb"}
 # every cell rendered (no windowing), so every prompt can be read; no news pop-up
 SETTINGS = {"@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
             "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
@@ -152,7 +157,7 @@ def view_text(widget) -> str:
 
 
 @pytest.mark.parametrize("name", list(SHRINK))
-def test_sliders_redraw_in_jupyterlab(lab, browser, name, tmp_path):
+def test_runs_and_sliders_redraw_in_jupyterlab(lab, browser, name, tmp_path):
     base, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -168,21 +173,22 @@ def test_sliders_redraw_in_jupyterlab(lab, browser, name, tmp_path):
             raise
         assert errors(page) == []
         boxes = page.locator(f"{PANEL} .widget-vbox:has(.widget-slider)")
-        assert boxes.count() >= 1, "no slider found"
+        assert (boxes.count() > 0) == (name in SLIDERS)
         for i in range(boxes.count()):
             box = boxes.nth(i)
             box.scroll_into_view_if_needed()
-            before = view_text(box)
-            assert before.strip(), "the slider's view is empty"
-            handle = box.locator(".noUi-handle").first
-            handle.focus()
-            handle.press("ArrowLeft")
-            page.wait_for_function(
-                "([el, old]) => { const o = el.querySelector('.js-plotly-plot .gtitle') ||"
-                " el.querySelector('.jupyter-widgets-output-area, .widget-output');"
-                " return o && !o.textContent.includes(old.split(' | ')[0]); }",
-                arg=[box.element_handle(), before], timeout=60_000, polling=500)
-            assert view_text(box) != before
+            handles = box.locator(".noUi-handle")
+            for j in range(handles.count()):
+                before = view_text(box)
+                assert before.strip(), "the slider's view is empty"
+                handles.nth(j).focus()
+                handles.nth(j).press("ArrowLeft")
+                page.wait_for_function(
+                    "([el, old]) => { const o = el.querySelector('.js-plotly-plot .gtitle') ||"
+                    " el.querySelector('.jupyter-widgets-output-area, .widget-output');"
+                    " return o && !o.textContent.includes(old.split(' | ')[0]); }",
+                    arg=[box.element_handle(), before], timeout=60_000, polling=500)
+                assert view_text(box) != before
         assert errors(page) == []
     finally:
         page.close()
