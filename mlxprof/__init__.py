@@ -15,7 +15,8 @@ From the shell, `mlxprof run -- python your_program.py` profiles a program as it
 is (see docs/cli.md).
 
 Importing mlxprof stays light: pandas and plotly load only when a table or a
-figure is asked for, so a GPU box without plotly can still profile.
+figure is asked for, so a GPU box without plotly can still profile. Jupyter
+sliders over recordings are in `mlxprof.widgets` (ipywidgets loads on use).
 """
 from __future__ import annotations
 

@@ -23,6 +23,12 @@ Hooked (checked by experiment on MLX 0.32.4 which of them evaluate):
 Not sync points (checked): __copy__, __deepcopy__, __hash__, __len__, __iter__,
 __getitem__, __setitem__, __dlpack_device__, mx.array(...), export_function.
 
+With a Recorder made with ``watch_casts=True`` (Profiler(count_ops=True)) the ops
+in ``mlxprof.graph.WATCHED_*`` (arithmetic operators, matmuls, mx.fast norms,
+RoPE and attention, ...) are wrapped too: each call is checked for operands
+mixing bfloat16/float16 with float32 (``mlxprof.graph.widening``) and, if so,
+noted in ``recorder.casts`` with its call site. Nothing else changes.
+
 A hooked call made while another hooked call runs on the same thread (e.g.
 format() calling repr) is recorded once, as the outer call. Calls from every
 thread are recorded with their thread id. One Recorder at a time per process.
@@ -46,6 +52,7 @@ import mlx.core as mx
 
 from mlxprof.events import (ARRAY_KINDS, ASYNC_EVAL, COLLECTIVES, EVAL, MODULE_KINDS,
                             NUMPY_KIND, MlxprofError)
+from mlxprof.graph import widening
 
 _NUMPY_FUNCS = ("array", "asarray", "asanyarray", "ascontiguousarray")
 _ARRAY = mx.array
@@ -120,9 +127,13 @@ class Recorder:
         ([], 0)
     """
 
-    def __init__(self, *, call_sites: bool = True, count_ops=None, lock=None):
+    def __init__(self, *, call_sites: bool = True, count_ops=None, lock=None,
+                 watch_casts: bool = False):
         self.events: list[tuple] = []
         self.collectives: list[tuple] = []   # Collective-ordered tuples
+        # (step, thread id, op, from dtype, to dtype, site) per op that widened a
+        # half-precision operand; None when not watching (see mlxprof.graph.widening)
+        self.casts: list[tuple] | None = [] if watch_casts else None
         self.threads: dict[int, str] = {}
         self.step = 0
         self.call_sites = call_sites
@@ -182,6 +193,12 @@ class Recorder:
             _tls.busy = False
 
 
+    def note_cast(self, op, pair):
+        """Record that `op` widened pair[0] to pair[1] (see mlxprof.graph.widening)."""
+        site = _call_site() if self.call_sites else None
+        self.casts.append((self.step, threading.get_ident(), op, pair[0], pair[1], site))
+
+
 _skip_file: dict = {}  # co_filename -> belongs to MLX or the profiler?
 
 
@@ -209,6 +226,18 @@ def _wrap(orig, kind, arrays_of):
         return rec.call(kind, orig, args, kwargs, arrays_of)
 
     return _dress(hooked, orig, kind)
+
+
+def _wrap_cast(orig, op):
+    def hooked(*args, **kwargs):
+        rec = _active
+        if rec is not None and rec.casts is not None and not _tls.busy:
+            pair = widening(args, kwargs)
+            if pair is not None:
+                rec.note_cast(op, pair)
+        return orig(*args, **kwargs)
+
+    return _dress(hooked, orig, "cast")
 
 
 def _wrap_numpy(orig):
@@ -264,6 +293,16 @@ def targets(numpy: bool = True) -> list[tuple]:
     return out
 
 
+def cast_targets() -> list[tuple]:
+    """(owner, attribute, op name) of the MLX ops watched for dtype promotion."""
+    from mlxprof.graph import WATCHED_FAST, WATCHED_FUNCTIONS, WATCHED_OPERATORS
+
+    own = vars(_ARRAY)
+    return ([(_ARRAY, n, n) for n in WATCHED_OPERATORS if n in own]
+            + [(mx, n, n) for n in WATCHED_FUNCTIONS if hasattr(mx, n)]
+            + [(mx.fast, n, f"fast.{n}") for n in WATCHED_FAST if hasattr(mx.fast, n)])
+
+
 # -- install / restore ------------------------------------------------------------
 def install(recorder: Recorder, numpy: bool = True) -> None:
     """Patch every target and route calls to `recorder` (one at a time)."""
@@ -283,6 +322,13 @@ def install(recorder: Recorder, numpy: bool = True) -> None:
                           else _wrap_collective(orig, kind) if arrays_of is _COLLECTIVE
                           else _wrap(orig, kind, arrays_of))
                 setattr(owner, name, hooked)
+            if recorder.casts is not None:
+                for owner, name, op in cast_targets():
+                    own = vars(owner) if isinstance(owner, type) else owner.__dict__
+                    had = name in own
+                    orig = own[name] if had else getattr(owner, name)
+                    _saved.append((owner, name, had, orig))
+                    setattr(owner, name, _wrap_cast(orig, op))
             _active = recorder
         except BaseException:  # includes KeyboardInterrupt mid-install
             _restore_all()

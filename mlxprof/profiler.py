@@ -56,7 +56,9 @@ class Profiler:
     Args:
         count_ops: count primitives by name in the lazy graph each call is
             about to evaluate (eval, async_eval, item, ...); costs about as much
-            as building the graph again and lands in host_ms.
+            as building the graph again and lands in host_ms. Also notes every
+            op that widens a bfloat16/float16 value to float32 (a dtype leak;
+            `Recording.casts_frame()`, flagged by `summary()`).
         eval_lock: emulate mlx-swift's global recursive eval lock.
         call_sites: record file, line and function of each call's caller.
         numpy: also see np.array/np.asarray(... mx.array ...).
@@ -95,7 +97,8 @@ class Profiler:
         self.lock = EvalLock() if opts["eval_lock"] else None
         self._rec = hooks.Recorder(
             call_sites=opts["call_sites"], lock=self.lock,
-            count_ops=safe_count_ops if opts["count_ops"] else None)
+            count_ops=safe_count_ops if opts["count_ops"] else None,
+            watch_casts=opts["count_ops"])
         self._steps: list[Step] = []
         # A wall-clock anchor next to the perf_counter origin puts the ranks of a
         # distributed run on one time axis (mlxprof.ranks).
@@ -219,7 +222,8 @@ class Profiler:
                          start_ns=self._start_ns, end_ns=end_ns,
                          options=dict(self.options), meta=self.meta,
                          collectives=collectives, provenance=provenance,
-                         clock={"perf_ns": self._start_ns, "wall_ns": self._wall_ns})
+                         clock={"perf_ns": self._start_ns, "wall_ns": self._wall_ns},
+                         casts=list(self._rec.casts or ()))
 
     @property
     def recording(self):

@@ -25,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 
 
+__all__ = ["collect", "describe", "backend", "device_name", "git_commit"]
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

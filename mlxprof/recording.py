@@ -43,7 +43,7 @@ class Recording:
 
     def __init__(self, *, events, steps, holds=(), threads=None, start_ns=0,
                  end_ns=0, options=None, meta=None, provenance=None,
-                 format_version=FORMAT_VERSION, collectives=(), clock=None):
+                 format_version=FORMAT_VERSION, collectives=(), clock=None, casts=()):
         self.events: list[Event] = list(events)
         self.steps: list[Step] = list(steps)
         self.holds: list[LockHold] = list(holds)
@@ -58,6 +58,9 @@ class Recording:
             provenance = collect()
         self.provenance = provenance
         self.format_version = format_version
+        # (step, thread id, op, from dtype, to dtype, site): ops that widened a
+        # half-precision operand (count_ops=True; see mlxprof.graph.widening)
+        self.casts: list[tuple] = [tuple(c) for c in casts]
 
     @property
     def distributed(self) -> dict | None:
@@ -89,6 +92,15 @@ class Recording:
         """pandas DataFrame, one row per hooked call."""
         from mlxprof import report
         return report.events_frame(self)
+
+    def casts_frame(self):
+        """pandas DataFrame of the ops that widened half-precision values, per site.
+
+        Example:
+            >>> rec.casts_frame()[["site", "op", "cast", "per_token"]]  # doctest: +SKIP
+        """
+        from mlxprof import report
+        return report.casts_frame(self)
 
     def lock_stats(self, by_step: bool = False):
         """pandas DataFrame of eval-lock acquisitions, waits and holds per thread."""
@@ -128,6 +140,7 @@ class Recording:
             "holds": [list(h) for h in self.holds],
             "collectives": [list(c) for c in self.collectives],
             "clock": self.clock,
+            "casts": [[*c[:5], None if c[5] is None else list(c[5])] for c in self.casts],
         }
 
     @classmethod
@@ -161,9 +174,11 @@ class Recording:
             threads={int(k): v for k, v in d["threads"].items()},
             start_ns=d["start_ns"], end_ns=d["end_ns"], options=d["options"],
             meta=d["meta"], provenance=d["provenance"], format_version=d["format_version"],
-            # optional keys: recordings from before collectives and clock anchors
+            # optional keys: recordings from before collectives, clock anchors, casts
             collectives=[Collective(*c) for c in d.get("collectives", [])],
-            clock=d.get("clock"))
+            clock=d.get("clock"),
+            casts=[(*c[:5], None if c[5] is None else tuple(c[5]))
+                   for c in d.get("casts", ())])
 
     def save(self, path) -> str:
         """Write the recording to `path`: gzipped if it ends in `.gz`, else plain JSON.

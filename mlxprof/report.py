@@ -354,6 +354,7 @@ def summary(rec) -> str:
     out += _thread_lines(rec, df)
     out += _ops_lines(rec, df)
     out += _collective_lines(rec, df)
+    out += _cast_lines(rec, len(df))
     sites = _site_rows(rec)
     if sites:
         out += ["", "Top call sites:"] + _table(["site", "kind", "calls", "total ms"], sites)
@@ -416,6 +417,44 @@ def _collective_lines(rec, df) -> list[str]:
             + _table(["kind", "calls", "per token", "bytes per token"], rows)
             + [f"  collective_ms: mean {df['collective_ms'].mean():.3f} ms per token, "
                f"{share}% of wall (calls that ran or waited on collectives)"])
+
+
+def casts_frame(rec):
+    """One row per (call site, op, cast): ops that widened a half-precision value.
+
+    Columns: site ("file:line (function)" or "?"), op, cast ("bfloat16->float32"),
+    calls, per_token (calls / steps). Empty without count_ops or without leaks.
+    """
+    import pandas as pd
+
+    n = max(len(rec.steps), 1)
+    agg = Counter((_site_name(c[5]), c[2], f"{c[3]}->{c[4]}") for c in rec.casts)
+    rows = [{"site": k[0], "op": k[1], "cast": k[2], "calls": v, "per_token": v / n}
+            for k, v in agg.most_common()]
+    return pd.DataFrame(rows, columns=["site", "op", "cast", "calls", "per_token"])
+
+
+def _site_name(site) -> str:
+    return "?" if site is None else f"{os.path.basename(site[0])}:{site[1]} ({site[2]})"
+
+
+def _cast_lines(rec, n_steps, top=6) -> list[str]:
+    """The dtype-leak flag of summary(): widened half-precision values, per token."""
+    if not rec.options.get("count_ops") or not rec.casts:
+        return []
+    per_step = Counter(c[0] for c in rec.casts)
+    counts = sorted(per_step.get(i, 0) for i in range(max(n_steps, 1)))
+    median = counts[len(counts) // 2]
+    kinds = ", ".join(sorted({f"{c[3]}->{c[4]}" for c in rec.casts}))
+    frame = casts_frame(rec).head(top)
+    return (["", f"Casts to a wider float: {len(rec.casts)} ops widened half-precision "
+             f"values ({kinds}), median {median} per token, each an AsType plus float32 work "
+             "in a half-precision model. Deliberate where code keeps state in float32; a "
+             "dtype leak where an mx.array constant (float32) meets a bf16/fp16 value: use a "
+             "Python scalar or the model's dtype. Where:"]
+            + _table(["site", "op", "cast", "per token"],
+                     [[r.site, r.op, r.cast, f"{r.per_token:.2f}"]
+                      for r in frame.itertuples()]))
 
 
 # -- Chrome / Perfetto trace ---------------------------------------------------------

@@ -6,7 +6,8 @@ neither of them imports the lab.
     models/     real-architecture synthetic models, SmolLM2, anything mlx_lm.load reads
     bench.py    `mlxprof bench`: interleaved rounds, same-round ratios, JSON/CSV
     roofline.py weight bytes per token against the memory-bandwidth bound
-    results.py  the measurements kept in data/results/
+    opcount.py  ops per decode token of a model (shapes only), with GPU estimates
+    results.py  the measurements kept in data/results/ (the GPU run notebooks quote)
 
 Example:
     >>> from mlxprof.lab import models

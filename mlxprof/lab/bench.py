@@ -42,7 +42,7 @@ from mlxprof.decode import Loop
 
 __all__ = ["run", "BenchConfig", "BenchResult", "BenchError", "DEFAULT",
            "check_config", "check_writable", "check_outputs", "added_baseline",
-           "load_result", "pool"]
+           "load_result", "pool", "resolve_dtype"]
 
 SCHEMA = "mlxprof.bench/1"
 RATIO_METHOD = "median over rounds of (loop tok/s / baseline tok/s, same round)"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import mlxprof
 
+__all__ = ["launch", "free_port"]
+
 
 class LaunchError(RuntimeError):
     """mlx.launch failed, or its ranks did not finish in time."""

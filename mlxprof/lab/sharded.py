@@ -20,6 +20,8 @@ import glob
 import os
 from pathlib import Path
 
+__all__ = ["run", "rank_main"]
+
 
 def run(model: str, scale: str = "tiny", *, out, parallel: str = "tensor",
         loop: str = "sync", tokens: int = 8, prompt: int = 8, n: int = 2,

@@ -42,8 +42,10 @@ from dataclasses import dataclass, replace
 
 import mlx.core as mx
 
+from .probe import fast_gated_delta_is_fused
+
 __all__ = ["Options", "optimize_model", "unoptimize", "is_optimized",
-           "SUPPORTED", "UnsupportedModelError", "is_sharded"]
+           "SUPPORTED", "UnsupportedModelError", "is_sharded", "fast_gated_delta_is_fused"]
 
 SUPPORTED = ("llama", "qwen3", "qwen3_moe", "qwen3_5", "qwen3_5_moe", "qwen3_next")
 

@@ -49,7 +49,8 @@ ALIASES = {"smollm2": "smollm2-135m"}
 
 __all__ = ["load", "bytes_per_token", "weight_bytes", "NAMES", "SCALES", "fetch",
            "cached_path", "LM", "WeightsNotFound", "model_config", "check_seed",
-           "context_length", "check_loadable", "export"]
+           "context_length", "check_loadable", "export",
+           "SYNTHETIC", "REAL", "ALIASES", "text_config"]
 
 
 def export(name: str, out_dir, dtype: str = "float16"):
