@@ -9,8 +9,10 @@ as soon as it ends (a call cut short still leaves what it finished):
 1. load the model, optimize it (what the "auto" kernel options picked) and the
    CUDA kernels' self-checks at its shapes (CUDA only);
 2. determinism: `fast` --repeat times (the first run is also its warm-up, as
-   in issue 13's report) and mlx-lm once, --tokens greedy tokens each, same
-   prompt: are the runs identical, where do they first differ;
+   in issue 13's report) and once more after filling MLX's buffer cache with
+   NaN (a kernel reading memory it did not write then changes tokens);
+   mlx-lm likewise; --tokens greedy tokens each, same prompt. If `fast` is
+   not repeatable, the same for variants with one lever off (BISECT);
 3. the correctness yardstick (mlxprof.decode.accuracy): mlx-lm bf16 and
    `fast` against the same model in float32, --steps teacher-forced steps;
 4. interleaved rounds mlx_lm / fast (order alternating), --tokens decode
@@ -115,20 +117,57 @@ def first_diff(a: list, b: list):
                 None if len(a) == len(b) else min(len(a), len(b)))
 
 
-def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
-    """`fast` `repeat` times (first = warm-up) and mlx-lm once: same tokens?"""
+def poison() -> None:
+    """Fill MLX's buffer cache with NaN buffers of many sizes, then free them.
+
+    A kernel that reads memory it did not write (an uninitialised output, a
+    read past a view) then reads NaN in the next run instead of a previous
+    run's values: its tokens change. Issue 13 item 16 saw only the first run
+    of a process differ, which is what fresh (unpoisoned) memory would do.
+    """
+    import mlx.core as mx
+    junk = [mx.full((1 << k,), float("nan"), dt) for dt in (mx.bfloat16, mx.float32)
+            for k in range(4, 24) for _ in range(2)]
+    mx.eval(junk)
+    del junk
+
+
+def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
+    """`repeat` runs (the first may be the process's first), then one after poison()."""
     runs, secs = [], []
-    for _ in range(repeat):
+    for i in range(repeat + 1):
+        if i == repeat:
+            poison()
         t = time.perf_counter()
-        runs.append(tokens_of(fast, prompt, n, "fast"))
+        runs.append(tokens_of(model, prompt, n, loop))
         secs.append(round(time.perf_counter() - t, 2))
-    ref = tokens_of(lm.model, prompt, n, "mlx_lm")
-    return {"tokens": n, "runs": repeat, "seconds": secs,
-            "identical": all(r == runs[0] for r in runs),
+    return {"identical": all(r == runs[0] for r in runs), "seconds": secs,
             "first_diff_vs_run0": [first_diff(runs[0], r) for r in runs[1:]],
-            "greedy_vs_mlx_lm_first_diff": first_diff(ref, runs[-1]),
-            "greedy_vs_mlx_lm_agreement": sum(a == b for a, b in zip(ref, runs[-1])) / n,
-            "fast_tokens": runs, "mlx_lm_tokens": ref}
+            "last_is_poisoned": True, "tokens": runs}
+
+
+BISECT = {"qmv_ops": {"qmv": "ops"}, "no_kv_in_compile": {"kv_in_compile": False},
+          "norm_rope_ops": {"add_norm": "ops", "qk_norm_rope": "ops"},
+          "no_compile": {"compile": False}}
+
+
+def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
+    """`fast` `repeat` times + once after poison(), mlx-lm likewise; if `fast`
+    is not repeatable, the same for variants with one lever off (BISECT)."""
+    from mlxprof.decode.optimize import optimize_model
+    out = {"tokens": n, "fast": repeat_runs(fast, prompt, n, "fast", repeat),
+           "mlx_lm": repeat_runs(lm.model, prompt, n, "mlx_lm", 1)}
+    ref, got = out["mlx_lm"]["tokens"][0], out["fast"]["tokens"][-1]
+    out["identical"] = out["fast"]["identical"]
+    out["greedy_vs_mlx_lm_first_diff"] = first_diff(ref, got)
+    out["greedy_vs_mlx_lm_agreement"] = sum(a == b for a, b in zip(ref, got)) / n
+    if not out["identical"]:
+        out["bisect"] = {}
+        for name, opts in BISECT.items():
+            r = repeat_runs(optimize_model(lm.model, **opts), prompt, n, "fast", 2)
+            out["bisect"][name] = {k: v for k, v in r.items() if k != "tokens"}
+            log(f"  bisect {name}: identical={r['identical']} {r['first_diff_vs_run0']}")
+    return out
 
 
 def yardstick(lm, fast, prompt, steps: int) -> dict:

@@ -24,7 +24,7 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
         st = res["stages"]
         assert not any("error" in v for v in st.values() if isinstance(v, dict)), st
         assert st["determinism"]["identical"] is True
-        assert len(st["determinism"]["fast_tokens"]) == 2
+        assert len(st["determinism"]["fast"]["tokens"]) == 3
         assert st["yardstick"]["n_rows"] == 4 and "fast" in st["yardstick"]
         assert st["rounds"]["n_rounds"] == 2 and len(st["rounds"]["raw"]) == 2
         assert st["rounds"]["raw"][1]["order"] == ["fast", "mlx_lm"]

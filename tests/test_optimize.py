@@ -57,13 +57,12 @@ def step_ops(m, prompt):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_teacher_forced_logits_within_bf16_bar(arch):
+def test_teacher_forced_logits_exact_on_the_cpu(arch):
     orig, opt = model(arch)
     seq = tokens(28)
     ref = generate.teacher_forced_logits(orig, seq, n_prompt=8)
     new = generate.teacher_forced_logits(opt, seq, n_prompt=8)
     c = generate.compare_logits(ref, new)
-    assert c.ok, str(c)
     assert c.max_abs_diff == 0.0, "default levers are exact on the CPU backend"
 
 
