@@ -14,6 +14,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlxprof import decode as generate
+from mlxprof.decode.accuracy import yardstick
 from mlxprof.graph import count_ops
 from mlxprof.decode.optimize import (SUPPORTED, UnsupportedModelError, is_optimized,
                               optimize_model, unoptimize)
@@ -150,16 +151,26 @@ def test_bad_options():
     {"gated_delta": "algebraic"}, {"gated_delta": "fast"},
     {"shared_in_switch": True}, {"compile": False}, {"kv_in_compile": False},
     {"gated_delta": "mlx_lm"}, {"compile": False, "decode_path": False},
+    {"prefill": "fused"}, {"prefill": "fused", "compile": False, "decode_path": False},
     {"fuse_qkv": False, "fuse_gate_up": False, "fuse_gdn_proj": False,
      "fuse_router": False, "fuse_experts": False, "merge_qk_norm": False},
 ])
 def test_lever_variants_within_bar(opts):
     orig, _ = model("qwen3_5_moe")
     opt = optimize_model(orig, **opts)
-    seq = tokens(24, seed=5)
-    c = generate.compare_logits(generate.teacher_forced_logits(orig, seq, 8),
-                                generate.teacher_forced_logits(opt, seq, 8))
-    assert c.ok, f"{opts}: {c}"
+    y = yardstick(orig, {"variant": opt}, tokens(8, seed=5), 17)
+    assert y.ok, f"{opts}: {y}"
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "qwen3_5_moe"])
+def test_prefill_runs_mlx_lm_own_code(arch):
+    """prefill="mlx_lm": the prompt goes through the original model (its graph,
+    its speed); "fused" through the fused weights (a different graph)."""
+    orig, opt = model(arch)
+    prompt = tokens(16, seed=6)
+    ref = count_ops(orig(prompt[None]))
+    assert count_ops(opt(prompt[None])) == ref
+    assert count_ops(optimize_model(orig, prefill="fused")(prompt[None])) != ref
 
 
 def test_decode_path_is_separate_from_compile():
