@@ -20,7 +20,8 @@ as soon as it ends (a call cut short still leaves what it finished):
    --budget is spent; raw rounds, median ratio and a bootstrap interval;
 5. a profiled pass of each loop (ops per token, host ms, time in async_eval).
 
-``smollm2-shape`` is a synthetic llama with SmolLM2-135M's shapes (its real
+Each model gets a share of what is left of --budget in proportion to COST (its
+expected load + JIT + run time). ``smollm2-shape`` is a synthetic llama with SmolLM2-135M's shapes (its real
 weights are too big to carry to the device): 4-bit group 32 like the GGUF,
 tied embeddings, random weights. A summary of every model goes to
 ``<out>/gpu_round2_summary.json``. At most 5 files.
@@ -51,6 +52,8 @@ SMOLLM2_SHAPE = {     # SmolLM2-135M-Instruct's config (as read from its GGUF)
              "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 512},
 }
 SMOLLM2_RECIPE = {"group_size": 32, "bits": 4, "mode": "affine"}
+# relative time a model needs (load, JIT, runs): its share of the budget
+COST = {"qwen3.5-35b-a3b": 3.0, "qwen3-30b-a3b": 3.0, "qwen3-8b": 2.0, "smollm2-shape": 1.0}
 
 
 class Clock:
@@ -337,7 +340,7 @@ def main(argv=None) -> int:
     names = [m for m in args.models.split(",") if m]
     summary = {"argv": sys.argv, "models": []}
     for i, name in enumerate(names):
-        share = clock.left() / (len(names) - i)
+        share = clock.left() * COST.get(name, 2.0) / sum(COST.get(n, 2.0) for n in names[i:])
         log(f"== {name}: {share:.0f}s of {clock.left():.0f}s left")
         try:
             res = run_model(name, args, clock, clock.used() + share, out)
