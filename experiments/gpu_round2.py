@@ -120,27 +120,16 @@ def first_diff(a: list, b: list):
                 None if len(a) == len(b) else min(len(a), len(b)))
 
 
-def poison() -> None:
-    """Fill MLX's buffer cache with NaN buffers of many sizes, then free them.
-
-    A kernel that reads memory it did not write (an uninitialised output, a
-    read past a view) then reads NaN in the next run instead of a previous
-    run's values: its tokens change. Issue 13 item 16 saw only the first run
-    of a process differ, which is what fresh (unpoisoned) memory would do.
-    """
-    import mlx.core as mx
-    junk = [mx.full((1 << k,), float("nan"), dt) for dt in (mx.bfloat16, mx.float32)
-            for k in range(4, 24) for _ in range(2)]
-    mx.eval(junk)
-    del junk
-
-
 def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
-    """`repeat` runs (the first may be the process's first), then one after poison()."""
+    """`repeat` runs (the first may be the process's first), then one after
+    poisoning MLX's buffer cache with NaN (mlxprof.lab.testing.poison_buffer_cache):
+    a kernel reading memory it did not write then changes the tokens. Issue 13
+    item 16 saw only a process's first run differ, as fresh memory would."""
+    from mlxprof.lab.testing import poison_buffer_cache
     runs, secs = [], []
     for i in range(repeat + 1):
         if i == repeat:
-            poison()
+            poison_buffer_cache()
         t = time.perf_counter()
         runs.append(tokens_of(model, prompt, n, loop))
         secs.append(round(time.perf_counter() - t, 2))
@@ -155,7 +144,7 @@ BISECT = {"qmv_ops": {"qmv": "ops"}, "no_kv_in_compile": {"kv_in_compile": False
 
 
 def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
-    """`fast` `repeat` times + once after poison(), mlx-lm likewise; if `fast`
+    """`fast` `repeat` times + once after poisoning, mlx-lm likewise; if `fast`
     is not repeatable, the same for variants with one lever off (BISECT)."""
     from mlxprof.decode.optimize import optimize_model
     out = {"tokens": n, "fast": repeat_runs(fast, prompt, n, "fast", repeat),
@@ -327,6 +316,8 @@ def parse(argv=None):
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
+    if "profile" in args.skip:
+        args.profile_reserve = 0.0
     if args.tokens < 2 or args.rounds < 1 or args.steps < 1 or args.repeat < 1:
         ap.error("need --tokens >= 2, --rounds >= 1, --steps >= 1, --repeat >= 1")
     return args
