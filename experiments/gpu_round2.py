@@ -15,7 +15,8 @@ as soon as it ends (a call cut short still leaves what it finished):
    not repeatable, the same for variants with one lever off (BISECT);
 3. the correctness yardstick (mlxprof.decode.accuracy): mlx-lm bf16 and
    `fast` against the same model in float32, --steps teacher-forced steps;
-4. interleaved rounds mlx_lm / fast (order alternating), --tokens decode
+4. interleaved rounds mlx_lm / fast (/ --variants of fast; the order
+   rotates each round), --tokens decode
    tokens after a --prompt token prompt, until --rounds or the model's share of
    --budget is spent; raw rounds, median ratio and a bootstrap interval;
 5. a profiled pass of each loop (ops per token, host ms, time in async_eval).
@@ -179,6 +180,7 @@ def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
 
 
 def one_run(loop: str, model, prompt, n: int) -> dict:
+    """One timed run of decode loop `loop` ("mlx_lm" or "fast") on `model`."""
     from mlxprof import decode
     from mlxprof.lab.bench import time_run
     t = time_run(decode.LOOPS[loop].fn, model, prompt, n)
@@ -187,32 +189,59 @@ def one_run(loop: str, model, prompt, n: int) -> dict:
             "decode_s": t.decode_s, "n_tokens": t.n_tokens}
 
 
-def rounds(lm, fast, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
-    """Interleaved rounds (order alternating) until `want` or the deadline."""
-    models = {"mlx_lm": lm.model, "fast": fast}
-    raw, last = [], 0.0
+VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
+    "shared_in_switch": {"shared_in_switch": True},
+    "qmv_cuda": {"qmv": "cuda"},
+    "qmv_ops": {"qmv": "ops"},
+    "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
+                   "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
+}
+
+
+def contenders(lm, fast, names: list[str]) -> dict:
+    """{label: model} timed in the rounds: mlx_lm, fast and fast variants."""
+    from mlxprof.decode.optimize import optimize_model
+    out = {"mlx_lm": lm.model, "fast": fast}
+    for name in names:
+        try:
+            out[f"fast_{name}"] = optimize_model(lm.model, **VARIANTS[name])
+        except ValueError as err:   # e.g. an explicit "cuda" lever off a CUDA GPU
+            log(f"  variant {name} skipped: {err}")
+    return out
+
+
+def rounds(models: dict, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
+    """Interleaved rounds (each round starts one loop later) until `want` or the deadline."""
+    labels, raw, last = list(models), [], 0.0
     while len(raw) < want and (not raw or clock.used() + last < deadline):
         t = time.perf_counter()
-        order = ("mlx_lm", "fast") if len(raw) % 2 == 0 else ("fast", "mlx_lm")
-        raw.append({"round": len(raw), "order": list(order),
-                    **{k: one_run(k, models[k], prompt, n) for k in order}})
+        k = len(raw) % len(labels)
+        order = labels[k:] + labels[:k]
+        raw.append({"round": len(raw), "order": order,
+                    **{x: one_run("mlx_lm" if x == "mlx_lm" else "fast", models[x], prompt, n)
+                       for x in order}})
         last = time.perf_counter() - t
-        r = raw[-1]
-        log(f"  round {len(raw)}: mlx_lm {r['mlx_lm']['decode_tok_per_s']:.1f} tok/s, "
-            f"fast {r['fast']['decode_tok_per_s']:.1f} tok/s ({last:.1f}s)")
-    return summarize(raw)
+        log(f"  round {len(raw)}: " + ", ".join(
+            f"{x} {raw[-1][x]['decode_tok_per_s']:.1f}" for x in labels) + f" tok/s ({last:.1f}s)")
+    return summarize(raw, labels)
 
 
-def summarize(raw: list[dict]) -> dict:
-    def col(loop, key):
-        return [r[loop][key] for r in raw]
-    out = {"raw": raw, "n_rounds": len(raw)}
+def ratios(raw: list[dict], label: str) -> dict:
+    """Medians and the paired ratio to mlx_lm (median, bootstrap 95% interval)."""
+    out = {}
     for key, name in (("decode_tok_per_s", "decode"), ("prompt_tok_per_s", "prompt")):
-        ratios = [f / m for f, m in zip(col("fast", key), col("mlx_lm", key))]
-        out[name] = {"mlx_lm_median": statistics.median(col("mlx_lm", key)),
-                     "fast_median": statistics.median(col("fast", key)),
-                     "ratio_median": statistics.median(ratios),
-                     "ratio_ci95": bootstrap(ratios), "ratios": ratios}
+        mine, base = [r[label][key] for r in raw], [r["mlx_lm"][key] for r in raw]
+        rs = [a / b for a, b in zip(mine, base)]
+        out[name] = {"mlx_lm_median": statistics.median(base),
+                     f"{label}_median": statistics.median(mine),
+                     "ratio_median": statistics.median(rs), "ratio_ci95": bootstrap(rs),
+                     "ratios": rs}
+    return out
+
+
+def summarize(raw: list[dict], labels: list[str]) -> dict:
+    out = {"raw": raw, "n_rounds": len(raw), **ratios(raw, "fast")}
+    out["variants"] = {x: ratios(raw, x) for x in labels if x.startswith("fast_")}
     return out
 
 
@@ -271,8 +300,8 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat))
     if "yardstick" not in args.skip:
         stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps))
-    stage("rounds", lambda: rounds(lm, fast, prompt, args.tokens, args.rounds,
-                                   deadline - args.profile_reserve, clock))
+    stage("rounds", lambda: rounds(contenders(lm, fast, args.variants), prompt, args.tokens,
+                                   args.rounds, deadline - args.profile_reserve, clock))
     if "profile" not in args.skip:
         stage("profile", lambda: profiled(lm, fast, prompt, args.profile_tokens))
     return res
@@ -313,11 +342,16 @@ def parse(argv=None):
                     help="seconds kept for the profiled pass of each model")
     ap.add_argument("--budget", type=float, default=520.0, help="seconds for the call")
     ap.add_argument("--skip", default="", help="comma list: yardstick,profile")
+    ap.add_argument("--variants", default="",
+                    help=f"fast variants also timed in the rounds: {','.join(VARIANTS)}")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
     if "profile" in args.skip:
         args.profile_reserve = 0.0
+    args.variants = [v for v in args.variants.split(",") if v]
+    if any(v not in VARIANTS for v in args.variants):
+        ap.error(f"--variants: known ones are {', '.join(VARIANTS)}")
     if args.tokens < 2 or args.rounds < 1 or args.steps < 1 or args.repeat < 1:
         ap.error("need --tokens >= 2, --rounds >= 1, --steps >= 1, --repeat >= 1")
     return args
