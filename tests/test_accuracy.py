@@ -110,3 +110,13 @@ def test_bigram_prior_puts_the_successor_on_top():
     logits = model(toks[None])[0]
     succ = mx.mean(mx.argmax(logits, -1) == toks + 1).item()
     assert succ > 0.5
+
+
+@pytest.mark.skipif(not models.cached_path("smollm2").is_file(),
+                    reason="SmolLM2 weights not fetched (python -m mlxprof models fetch smollm2)")
+def test_smollm2_fast_within_the_bar():
+    """Real weights, float32 on the CPU (its default there): mlx-lm's run is the
+    float32 reference itself, so the bar asks `fast` for the same logits."""
+    m = models.load("smollm2")
+    y = yardstick(m.model, {"fast": optimize_model(m.model)}, m.prompt(32), 8)
+    assert y.reference.rel_max_diff == 0.0 and y.ok, str(y)
