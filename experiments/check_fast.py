@@ -2,17 +2,17 @@
 
     python3 scripts/check_fast.py --model qwen3.5-35b-a3b --scale full --out r.json
 
-For each variant of mlxprof.decode.optimize.Options: max |diff| / max |logit| and argmax
-agreement over the rows of a greedy mlx-lm continuation (the bar: <= 2%, >= 95%),
-and the first step where greedy tokens differ. With --f32-reference, also each
-one's distance (and mlx-lm's own) to the same model run in float32 activations:
-how far bf16 rounding alone moves mlx-lm on this model.
+For each variant of mlxprof.decode.optimize.Options, the correctness yardstick
+(mlxprof.decode.accuracy) over the rows of a greedy mlx-lm continuation: its
+distance to the same model run in float32 activations (max |diff| / max |logit|,
+argmax agreement) against mlx-lm's own; the bar: at most 1.1x mlx-lm's distance
+and at most one point less argmax agreement. Also the first step where greedy
+tokens differ from mlx-lm's.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 VARIANTS = {
     "default": {},
@@ -66,28 +66,27 @@ def spikes(times, factor=3.0):
                        if i and x > factor * med]}
 
 
-def check_variant(model, name, prompt, feed, ref, ref_tokens, args) -> tuple[dict, object]:
-    """One variant's distance to mlx-lm's logits and greedy tokens (and timeline)."""
+def check_variant(model, name, prompt, feed, f32, ref, ref_tokens, args) -> dict:
+    """One variant against the yardstick (float32 logits) and mlx-lm's greedy tokens."""
     import mlxprof.decode as G
+    from mlxprof.decode.accuracy import judge
     from mlxprof.decode.optimize import Options, optimize_model
 
     opts = dict(VARIANTS[name])
     only = opts.pop("_only", None)
-    t0 = time.perf_counter()
     fast = optimize_model(model, Options(**opts))
     if only:
         restrict(fast, only)
     got = G.teacher_forced_logits(fast, feed, n_prompt=len(prompt))
-    cmp = G.compare_logits(ref, got)
+    y = judge(f32, ref, {name: got})
     toks = list(G.stream(fast, prompt, args.tokens, loop="pipelined"))
     first = next((i for i, (a, b) in enumerate(zip(ref_tokens, toks)) if a != b), None)
     rec = {"options": dict(opts, **({"decode_path_layers": only} if only else {})),
-           "rel_max_diff": cmp.rel_max_diff,
-           "argmax_agreement": cmp.argmax_agreement, "ok": cmp.ok,
-           "greedy_first_mismatch": first, "seconds": round(time.perf_counter() - t0, 1)}
+           "vs_float32": y.candidates[name].__dict__, "ok": y.passes(name),
+           "greedy_first_mismatch": first}
     if args.timeline:
         rec.update(timelines(fast, prompt, args.timeline, "pipelined"))
-    return rec, got
+    return rec
 
 
 def main() -> None:
@@ -100,34 +99,30 @@ def main() -> None:
     ap.add_argument("--timeline", type=int, default=0,
                     help="also time each token of N-token runs (mlx_lm, fast, and "
                          "each variant), twice, to find recompilation spikes")
-    ap.add_argument("--f32-reference", action="store_true",
-                    help="compare everything with the model run in float32 activations")
     args = ap.parse_args()
 
-    import mlx.core as mx
     import mlxprof.decode as G
+    from mlxprof.decode.accuracy import float32_logits, judge, teacher_forced_tokens
     import mlxprof.lab.models as M
     from mlxprof.provenance import collect
 
     lm = M.load(args.model, scale=args.scale, seed=0)
     prompt = lm.prompt(32, seed=0)
-    ref_tokens = list(G.stream(lm.model, prompt, args.tokens, loop="mlx_lm"))
-    feed = mx.array(prompt.tolist() + ref_tokens)
+    feed = teacher_forced_tokens(lm.model, prompt, args.tokens + 1)
+    ref_tokens = feed[len(prompt):].tolist()
     ref = G.teacher_forced_logits(lm.model, feed, n_prompt=len(prompt))
+    f32 = float32_logits(lm.model, feed, n_prompt=len(prompt))
     out = {"model": args.model, "scale": args.scale, "tokens": args.tokens,
            "provenance": collect(), "variants": {}, "kernels": picked(lm.model)}
     print("kernels", out["kernels"], flush=True)
-    logits = {"mlx_lm": ref}
+    out["mlx_lm_vs_float32"] = judge(f32, ref, {}).reference.__dict__
     if args.timeline:
         out["mlx_lm"] = timelines(lm.model, prompt, args.timeline, "mlx_lm")
         print("mlx_lm", out["mlx_lm"], flush=True)
     for name in args.variants.split(","):
-        out["variants"][name], logits[name] = check_variant(
-            lm.model, name, prompt, feed, ref, ref_tokens, args)
+        out["variants"][name] = check_variant(lm.model, name, prompt, feed, f32, ref,
+                                              ref_tokens, args)
         print(name, out["variants"][name], flush=True)
-    if args.f32_reference:
-        out["vs_float32"] = vs_float32(lm.model, feed, len(prompt), logits)
-        print("vs_float32", out["vs_float32"], flush=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
 
@@ -147,20 +142,6 @@ def picked(model) -> dict:
                                           if hasattr(l.mixer, "cuda_rope")})}
     if on_cuda():
         out["self_checks"] = self_checks(fast)
-    return out
-
-
-def vs_float32(model, feed, n_prompt, logits) -> dict:
-    """Each table of `logits` against the model's logits in float32 activations
-    (the model is cast in place: call last)."""
-    import mlx.core as mx
-    import mlxprof.decode as G
-    model.set_dtype(mx.float32)
-    ref32 = G.teacher_forced_logits(model, feed, n_prompt=n_prompt)
-    out = {}
-    for name, got in logits.items():
-        c = G.compare_logits(ref32, got)
-        out[name] = {"rel_max_diff": c.rel_max_diff, "argmax_agreement": c.argmax_agreement}
     return out
 
 

@@ -9,16 +9,20 @@ as soon as it ends (a call cut short still leaves what it finished):
 1. load the model, optimize it (what the "auto" kernel options picked) and the
    CUDA kernels' self-checks at its shapes (CUDA only);
 2. determinism: `fast` --repeat times (the first run is also its warm-up, as
-   in issue 13's report) and mlx-lm once, --tokens greedy tokens each, same
-   prompt: are the runs identical, where do they first differ;
+   in issue 13's report) and once more after filling MLX's buffer cache with
+   NaN (a kernel reading memory it did not write then changes tokens);
+   mlx-lm likewise; --tokens greedy tokens each, same prompt. If `fast` is
+   not repeatable, the same for variants with one lever off (BISECT);
 3. the correctness yardstick (mlxprof.decode.accuracy): mlx-lm bf16 and
    `fast` against the same model in float32, --steps teacher-forced steps;
-4. interleaved rounds mlx_lm / fast (order alternating), --tokens decode
+4. interleaved rounds mlx_lm / fast (/ --variants of fast; the order
+   rotates each round), --tokens decode
    tokens after a --prompt token prompt, until --rounds or the model's share of
    --budget is spent; raw rounds, median ratio and a bootstrap interval;
 5. a profiled pass of each loop (ops per token, host ms, time in async_eval).
 
-``smollm2-shape`` is a synthetic llama with SmolLM2-135M's shapes (its real
+Each model gets a share of what is left of --budget in proportion to COST (its
+expected load + JIT + run time). ``smollm2-shape`` is a synthetic llama with SmolLM2-135M's shapes (its real
 weights are too big to carry to the device): 4-bit group 32 like the GGUF,
 tied embeddings, random weights. A summary of every model goes to
 ``<out>/gpu_round2_summary.json``. At most 5 files.
@@ -49,6 +53,8 @@ SMOLLM2_SHAPE = {     # SmolLM2-135M-Instruct's config (as read from its GGUF)
              "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 512},
 }
 SMOLLM2_RECIPE = {"group_size": 32, "bits": 4, "mode": "affine"}
+# relative time a model needs (load, JIT, runs): its share of the budget
+COST = {"qwen3.5-35b-a3b": 3.0, "qwen3-30b-a3b": 3.0, "qwen3-8b": 2.0, "smollm2-shape": 1.0}
 
 
 class Clock:
@@ -115,20 +121,46 @@ def first_diff(a: list, b: list):
                 None if len(a) == len(b) else min(len(a), len(b)))
 
 
-def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
-    """`fast` `repeat` times (first = warm-up) and mlx-lm once: same tokens?"""
+def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
+    """`repeat` runs (the first may be the process's first), then one after
+    poisoning MLX's buffer cache with NaN (mlxprof.lab.testing.poison_buffer_cache):
+    a kernel reading memory it did not write then changes the tokens. Issue 13
+    item 16 saw only a process's first run differ, as fresh memory would."""
+    from mlxprof.lab.testing import poison_buffer_cache
     runs, secs = [], []
-    for _ in range(repeat):
+    for i in range(repeat + 1):
+        if i == repeat:
+            poison_buffer_cache()
         t = time.perf_counter()
-        runs.append(tokens_of(fast, prompt, n, "fast"))
+        runs.append(tokens_of(model, prompt, n, loop))
         secs.append(round(time.perf_counter() - t, 2))
-    ref = tokens_of(lm.model, prompt, n, "mlx_lm")
-    return {"tokens": n, "runs": repeat, "seconds": secs,
-            "identical": all(r == runs[0] for r in runs),
+    return {"identical": all(r == runs[0] for r in runs), "seconds": secs,
             "first_diff_vs_run0": [first_diff(runs[0], r) for r in runs[1:]],
-            "greedy_vs_mlx_lm_first_diff": first_diff(ref, runs[-1]),
-            "greedy_vs_mlx_lm_agreement": sum(a == b for a, b in zip(ref, runs[-1])) / n,
-            "fast_tokens": runs, "mlx_lm_tokens": ref}
+            "last_is_poisoned": True, "tokens": runs}
+
+
+BISECT = {"qmv_ops": {"qmv": "ops"}, "no_kv_in_compile": {"kv_in_compile": False},
+          "norm_rope_ops": {"add_norm": "ops", "qk_norm_rope": "ops"},
+          "no_compile": {"compile": False}}
+
+
+def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
+    """`fast` `repeat` times + once after poisoning, mlx-lm likewise; if `fast`
+    is not repeatable, the same for variants with one lever off (BISECT)."""
+    from mlxprof.decode.optimize import optimize_model
+    out = {"tokens": n, "fast": repeat_runs(fast, prompt, n, "fast", repeat),
+           "mlx_lm": repeat_runs(lm.model, prompt, n, "mlx_lm", 1)}
+    ref, got = out["mlx_lm"]["tokens"][0], out["fast"]["tokens"][-1]
+    out["identical"] = out["fast"]["identical"]
+    out["greedy_vs_mlx_lm_first_diff"] = first_diff(ref, got)
+    out["greedy_vs_mlx_lm_agreement"] = sum(a == b for a, b in zip(ref, got)) / n
+    if not out["identical"]:
+        out["bisect"] = {}
+        for name, opts in BISECT.items():
+            r = repeat_runs(optimize_model(lm.model, **opts), prompt, n, "fast", 2)
+            out["bisect"][name] = {k: v for k, v in r.items() if k != "tokens"}
+            log(f"  bisect {name}: identical={r['identical']} {r['first_diff_vs_run0']}")
+    return out
 
 
 def yardstick(lm, fast, prompt, steps: int) -> dict:
@@ -148,6 +180,7 @@ def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
 
 
 def one_run(loop: str, model, prompt, n: int) -> dict:
+    """One timed run of decode loop `loop` ("mlx_lm" or "fast") on `model`."""
     from mlxprof import decode
     from mlxprof.lab.bench import time_run
     t = time_run(decode.LOOPS[loop].fn, model, prompt, n)
@@ -156,32 +189,59 @@ def one_run(loop: str, model, prompt, n: int) -> dict:
             "decode_s": t.decode_s, "n_tokens": t.n_tokens}
 
 
-def rounds(lm, fast, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
-    """Interleaved rounds (order alternating) until `want` or the deadline."""
-    models = {"mlx_lm": lm.model, "fast": fast}
-    raw, last = [], 0.0
+VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
+    "shared_in_switch": {"shared_in_switch": True},
+    "qmv_cuda": {"qmv": "cuda"},
+    "qmv_ops": {"qmv": "ops"},
+    "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
+                   "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
+}
+
+
+def contenders(lm, fast, names: list[str]) -> dict:
+    """{label: model} timed in the rounds: mlx_lm, fast and fast variants."""
+    from mlxprof.decode.optimize import optimize_model
+    out = {"mlx_lm": lm.model, "fast": fast}
+    for name in names:
+        try:
+            out[f"fast_{name}"] = optimize_model(lm.model, **VARIANTS[name])
+        except ValueError as err:   # e.g. an explicit "cuda" lever off a CUDA GPU
+            log(f"  variant {name} skipped: {err}")
+    return out
+
+
+def rounds(models: dict, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
+    """Interleaved rounds (each round starts one loop later) until `want` or the deadline."""
+    labels, raw, last = list(models), [], 0.0
     while len(raw) < want and (not raw or clock.used() + last < deadline):
         t = time.perf_counter()
-        order = ("mlx_lm", "fast") if len(raw) % 2 == 0 else ("fast", "mlx_lm")
-        raw.append({"round": len(raw), "order": list(order),
-                    **{k: one_run(k, models[k], prompt, n) for k in order}})
+        k = len(raw) % len(labels)
+        order = labels[k:] + labels[:k]
+        raw.append({"round": len(raw), "order": order,
+                    **{x: one_run("mlx_lm" if x == "mlx_lm" else "fast", models[x], prompt, n)
+                       for x in order}})
         last = time.perf_counter() - t
-        r = raw[-1]
-        log(f"  round {len(raw)}: mlx_lm {r['mlx_lm']['decode_tok_per_s']:.1f} tok/s, "
-            f"fast {r['fast']['decode_tok_per_s']:.1f} tok/s ({last:.1f}s)")
-    return summarize(raw)
+        log(f"  round {len(raw)}: " + ", ".join(
+            f"{x} {raw[-1][x]['decode_tok_per_s']:.1f}" for x in labels) + f" tok/s ({last:.1f}s)")
+    return summarize(raw, labels)
 
 
-def summarize(raw: list[dict]) -> dict:
-    def col(loop, key):
-        return [r[loop][key] for r in raw]
-    out = {"raw": raw, "n_rounds": len(raw)}
+def ratios(raw: list[dict], label: str) -> dict:
+    """Medians and the paired ratio to mlx_lm (median, bootstrap 95% interval)."""
+    out = {}
     for key, name in (("decode_tok_per_s", "decode"), ("prompt_tok_per_s", "prompt")):
-        ratios = [f / m for f, m in zip(col("fast", key), col("mlx_lm", key))]
-        out[name] = {"mlx_lm_median": statistics.median(col("mlx_lm", key)),
-                     "fast_median": statistics.median(col("fast", key)),
-                     "ratio_median": statistics.median(ratios),
-                     "ratio_ci95": bootstrap(ratios), "ratios": ratios}
+        mine, base = [r[label][key] for r in raw], [r["mlx_lm"][key] for r in raw]
+        rs = [a / b for a, b in zip(mine, base)]
+        out[name] = {"mlx_lm_median": statistics.median(base),
+                     f"{label}_median": statistics.median(mine),
+                     "ratio_median": statistics.median(rs), "ratio_ci95": bootstrap(rs),
+                     "ratios": rs}
+    return out
+
+
+def summarize(raw: list[dict], labels: list[str]) -> dict:
+    out = {"raw": raw, "n_rounds": len(raw), **ratios(raw, "fast")}
+    out["variants"] = {x: ratios(raw, x) for x in labels if x.startswith("fast_")}
     return out
 
 
@@ -240,8 +300,8 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat))
     if "yardstick" not in args.skip:
         stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps))
-    stage("rounds", lambda: rounds(lm, fast, prompt, args.tokens, args.rounds,
-                                   deadline - args.profile_reserve, clock))
+    stage("rounds", lambda: rounds(contenders(lm, fast, args.variants), prompt, args.tokens,
+                                   args.rounds, deadline - args.profile_reserve, clock))
     if "profile" not in args.skip:
         stage("profile", lambda: profiled(lm, fast, prompt, args.profile_tokens))
     return res
@@ -282,9 +342,16 @@ def parse(argv=None):
                     help="seconds kept for the profiled pass of each model")
     ap.add_argument("--budget", type=float, default=520.0, help="seconds for the call")
     ap.add_argument("--skip", default="", help="comma list: yardstick,profile")
+    ap.add_argument("--variants", default="",
+                    help=f"fast variants also timed in the rounds: {','.join(VARIANTS)}")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
+    if "profile" in args.skip:
+        args.profile_reserve = 0.0
+    args.variants = [v for v in args.variants.split(",") if v]
+    if any(v not in VARIANTS for v in args.variants):
+        ap.error(f"--variants: known ones are {', '.join(VARIANTS)}")
     if args.tokens < 2 or args.rounds < 1 or args.steps < 1 or args.repeat < 1:
         ap.error("need --tokens >= 2, --rounds >= 1, --steps >= 1, --repeat >= 1")
     return args
@@ -298,7 +365,7 @@ def main(argv=None) -> int:
     names = [m for m in args.models.split(",") if m]
     summary = {"argv": sys.argv, "models": []}
     for i, name in enumerate(names):
-        share = clock.left() / (len(names) - i)
+        share = clock.left() * COST.get(name, 2.0) / sum(COST.get(n, 2.0) for n in names[i:])
         log(f"== {name}: {share:.0f}s of {clock.left():.0f}s left")
         try:
             res = run_model(name, args, clock, clock.used() + share, out)

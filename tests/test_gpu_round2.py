@@ -13,7 +13,7 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(ROOT / "experiments" / "gpu_round2.py"),
            "--models", "qwen3-30b-a3b,smollm2-shape", "--scale", "tiny",
-           "--tokens", "6", "--steps", "4", "--rounds", "2", "--repeat", "2",
+           "--tokens", "6", "--steps", "4", "--rounds", "2", "--repeat", "2", "--variants", "qmv_ops",
            "--profile-tokens", "4", "--budget", "200", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -24,10 +24,11 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
         st = res["stages"]
         assert not any("error" in v for v in st.values() if isinstance(v, dict)), st
         assert st["determinism"]["identical"] is True
-        assert len(st["determinism"]["fast_tokens"]) == 2
+        assert len(st["determinism"]["fast"]["tokens"]) == 3
         assert st["yardstick"]["n_rows"] == 4 and "fast" in st["yardstick"]
         assert st["rounds"]["n_rounds"] == 2 and len(st["rounds"]["raw"]) == 2
-        assert st["rounds"]["raw"][1]["order"] == ["fast", "mlx_lm"]
+        assert st["rounds"]["raw"][1]["order"] == ["fast", "fast_qmv_ops", "mlx_lm"]
+        assert st["rounds"]["variants"]["fast_qmv_ops"]["decode"]["ratio_median"] > 0
         lo, hi = st["rounds"]["decode"]["ratio_ci95"]
         assert lo <= st["rounds"]["decode"]["ratio_median"] <= hi
         assert st["profile"]["fast"]["ops_per_tok"] < st["profile"]["mlx_lm"]["ops_per_tok"]

@@ -37,8 +37,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxprof.decode.loops import check_args, compare_logits, stream, teacher_forced_logits
 
-__all__ = ["float32_logits", "teacher_forced_tokens", "yardstick", "Yardstick",
-           "Distance", "MAX_DIST_RATIO", "MAX_AGREEMENT_DROP", "MIN_CONDITIONED"]
+__all__ = ["float32_logits", "teacher_forced_tokens", "yardstick", "judge", "distance",
+           "Yardstick", "Distance", "MAX_DIST_RATIO", "MAX_AGREEMENT_DROP", "MIN_CONDITIONED"]
 
 MAX_DIST_RATIO = 1.1       # candidate's distance to float32 <= 1.1x mlx-lm's
 MAX_AGREEMENT_DROP = 0.01  # candidate's argmax agreement >= mlx-lm's - 1 point
@@ -139,10 +139,30 @@ class Yardstick:
         return f"yardstick over {self.n_rows} teacher-forced steps\n" + "\n".join(rows)
 
 
-def _distance(f32, table, mlx_lm) -> Distance:
+def distance(f32, table, mlx_lm) -> Distance:
+    """How far ``table`` is from the float32 table ``f32`` (and from mlx-lm's).
+
+    Example:
+        >>> t = mx.array([[1.0, 2.0], [3.0, 0.0]])
+        >>> distance(t, t, t).argmax_agreement
+        1.0
+    """
     c = compare_logits(f32, table)
     return Distance(c.rel_max_diff, c.argmax_agreement,
                     compare_logits(mlx_lm, table).argmax_agreement)
+
+
+def judge(f32, mlx_lm, tables: dict) -> Yardstick:
+    """The yardstick from logits tables already computed (same tokens, rows).
+
+    Example:
+        >>> t = mx.array([[1.0, 2.0], [3.0, 0.0]])
+        >>> judge(t, t + 0.01, {"same": t + 0.01}).ok
+        True
+    """
+    return Yardstick(distance(f32, mlx_lm, mlx_lm),
+                     {n: distance(f32, t, mlx_lm) for n, t in tables.items()},
+                     int(f32.shape[0]))
 
 
 def yardstick(model, candidates: dict, prompt, steps: int = 128) -> Yardstick:
@@ -163,7 +183,4 @@ def yardstick(model, candidates: dict, prompt, steps: int = 128) -> Yardstick:
     n_prompt = tokens.size - steps + 1
     mlx_lm = teacher_forced_logits(model, tokens, n_prompt)
     tables = {n: teacher_forced_logits(m, tokens, n_prompt) for n, m in candidates.items()}
-    f32 = float32_logits(model, tokens, n_prompt)
-    return Yardstick(_distance(f32, mlx_lm, mlx_lm),
-                     {n: _distance(f32, t, mlx_lm) for n, t in tables.items()},
-                     int(f32.shape[0]))
+    return judge(float32_logits(model, tokens, n_prompt), mlx_lm, tables)

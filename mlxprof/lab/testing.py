@@ -18,7 +18,7 @@ import io
 
 import mlx.core as mx
 
-__all__ = ["CONFIGS", "random_model", "NAMES"]
+__all__ = ["CONFIGS", "random_model", "NAMES", "poison_buffer_cache"]
 
 # mlxprof.lab.models names for the synthetic architectures
 NAMES = {"qwen3": "qwen3-8b", "qwen3_moe": "qwen3-30b-a3b",
@@ -124,3 +124,19 @@ def random_model(arch: str, scale: str = "tiny", seed: int = 0):
     from mlxprof.lab.models.configs import model_config
     from mlxprof.lab.models.synthetic import build
     return build(model_config(NAMES[arch], scale), seed=seed)[0]
+
+
+def poison_buffer_cache(max_log2: int = 24) -> None:
+    """Fill MLX's buffer cache with NaN buffers of many sizes, then free them.
+
+    The next allocations reuse these buffers, so a kernel that reads memory
+    it did not write (an uninitialised output, a read past a view) reads NaN
+    instead of an earlier run's values, and its results change.
+
+    Example:
+        >>> poison_buffer_cache(8)
+    """
+    junk = [mx.full((1 << k,), float("nan"), dt) for dt in (mx.bfloat16, mx.float32)
+            for k in range(4, max_log2) for _ in range(2)]
+    mx.eval(junk)
+    del junk

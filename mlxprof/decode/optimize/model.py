@@ -115,6 +115,9 @@ class OptimizedModel(nn.Module):
         return masks
 
     def __call__(self, inputs, cache=None, input_embeddings: Optional[mx.array] = None):
+        if (input_embeddings is None and inputs.shape[1] > 1
+                and self.options.prefill == "mlx_lm"):
+            return self._original(inputs, cache=cache)   # the prompt: mlx-lm's own code
         h = input_embeddings if input_embeddings is not None else self.embed_tokens(inputs)
         if cache is None:
             cache = [None] * len(self.decoder_layers)

@@ -34,6 +34,9 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 OUT_PROJ = ("o_proj", "down_proj", "out_proj")
 CHUNK = 1 << 24  # elements drawn at once: bounds the float32 temporaries
+BIGRAM_MARGIN = 2.0   # lm_head: sigmas of the bigram successor over the others' max
+                      # (None: no bigram prior, the init before issue 14)
+ROUTER_GAIN = 3.0     # MoE router logits' std (peaked routing, as in trained models)
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
 
@@ -83,7 +86,31 @@ def bound(path: str, shape: tuple, n_layers: int) -> float:
         std = 1.0 / math.sqrt(shape[-1])
         if any(f".{p}." in path for p in OUT_PROJ):
             std /= math.sqrt(2 * n_layers)
+        elif path.endswith("mlp.gate.weight"):     # an MoE router
+            std *= ROUTER_GAIN
     return std * math.sqrt(3.0)  # uniform with this std: 4x faster than normal
+
+
+def _slices(shape: tuple) -> tuple[int, range]:
+    """(rows per slice, slice starts) of a matrix drawn by :func:`draw_slices`."""
+    step = max(1, CHUNK // max(math.prod(shape[1:]), 1))
+    return step, range(0, shape[0], step)
+
+
+def _uniform_slices(path: str, shape: tuple, seed: int, n_layers: int, dtype):
+    """Yield (start, slice) of the plain uniform draw of matrix ``path``."""
+    a = bound(path, shape, n_layers)
+    step, starts = _slices(shape)
+    keys = mx.random.split(_key(seed, path), len(starts))
+    for i, k in zip(starts, keys):
+        yield i, mx.random.uniform(-a, a, (min(step, shape[0] - i), *shape[1:]),
+                                   dtype=dtype, key=k)
+
+
+def bigram_gain(shape: tuple) -> float:
+    """Weight of the embedding in the lm_head rows (see :func:`draw_slices`)."""
+    vocab, d = shape[0], shape[-1]
+    return (math.sqrt(2 * math.log(vocab)) + BIGRAM_MARGIN) / d
 
 
 def draw_slices(path: str, shape: tuple, seed: int, n_layers: int,
@@ -94,17 +121,40 @@ def draw_slices(path: str, shape: tuple, seed: int, n_layers: int,
     depends only on the shape, so values are deterministic for a seed.
     ``fn`` (e.g. quantize) maps each slice as soon as it is drawn, so a
     250M-element embedding never exists whole in float32 or bf16.
+
+    An untied ``lm_head`` gets a bigram prior: row j is its uniform draw
+    plus ``bigram_gain * embedding[j - 1]``, so a final hidden state aligned
+    with the current token's embedding puts token + 1 about BIGRAM_MARGIN
+    standard deviations above the typical maximum of the other logits
+    (a confident prediction, as trained models make), while what the layers
+    add can still change the winner.
     """
-    a, rows = bound(path, shape, n_layers), shape[0]
-    step = max(1, CHUNK // max(math.prod(shape[1:]), 1))
-    starts = range(0, rows, step)
-    keys = mx.random.split(_key(seed, path), len(starts))
-    parts = []
-    for i, k in zip(starts, keys):
-        part = mx.random.uniform(-a, a, (min(step, rows - i), *shape[1:]),
-                                 dtype=dtype, key=k)
-        parts.append(fn(part) if fn else part)
-    return parts
+    emb = _embedding_path(path)
+    parts = [p for _, p in _uniform_slices(path, shape, seed, n_layers, dtype)]
+    if emb is not None and BIGRAM_MARGIN is not None:
+        parts = _with_bigram(parts, emb, shape, seed, n_layers, dtype)
+    return [fn(p) for p in parts] if fn else parts
+
+
+def _with_bigram(parts: list, emb: str, shape: tuple, seed: int, n_layers: int,
+                 dtype) -> list:
+    """lm_head slices plus bigram_gain x the embedding shifted down one row.
+
+    The embedding is redrawn with its own keys (same shape, so the same
+    slicing): row j of slice k takes embedding row j - 1, i.e. the last row
+    of slice k - 1 (of the last slice for j = 0) and then slice k's rows.
+    """
+    e = [p for _, p in _uniform_slices(emb, shape, seed, n_layers, dtype)]
+    g = bigram_gain(shape)
+    return [(p + g * mx.concatenate([e[k - 1][-1:], e[k][:-1]])).astype(dtype)
+            for k, p in enumerate(parts)]
+
+
+def _embedding_path(path: str):
+    """The embedding's path for an lm_head weight ``path``, else None."""
+    if not path.endswith("lm_head.weight"):
+        return None
+    return path[: -len("lm_head.weight")] + "model.embed_tokens.weight"
 
 
 def init_weights(model: nn.Module, seed: int, n_layers: int,
