@@ -20,7 +20,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from mlxprof.lab.results import results_dir
 
@@ -155,7 +155,7 @@ def render_file(path: Path, root: Optional[Path] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _index(root: Path, sources: list[Path]) -> str:
+def _index(root: Path, sources: list[Path], pooled: Sequence[str] = ()) -> str:
     rows = []
     for path in sources:
         data = _load(path)
@@ -169,6 +169,9 @@ def _index(root: Path, sources: list[Path]) -> str:
              f"Every page here is generated from `data/results/` by `{COMMAND}`. "
              "Compare ratios measured in the same run, not rows of different files: "
              "absolute speed moved between calls on the same kind of card.", ""]
+    if pooled:
+        lines += ["Runs pooled over several machine calls (the published `fast` figures):", ""]
+        lines += [f"- [{name[:-3]}]({name})" for name in pooled] + [""]
     lines += _table(["run", "schema", "device", "backend", "date", "commit"], rows)
     return "\n".join(lines) + "\n"
 
@@ -178,8 +181,22 @@ def render_all(root: Optional[Path] = None) -> dict[str, str]:
     root = root or results_dir()
     sources = _sources(root)
     pages = {page_name(p, root): render_file(p, root) for p in sources}
-    pages["index.md"] = _index(root, sources)
+    runs = _pooled_runs(root)
+    for name, text in runs.items():
+        pages[name] = text
+    pages["index.md"] = _index(root, sources, sorted(runs))
     return pages
+
+
+def _pooled_runs(root: Path) -> dict[str, str]:
+    """One page per folder of gpu_round2 calls, their rounds pooled (round2_page)."""
+    from mlxprof.lab import round2_page
+
+    out = {}
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and round2_page.is_run(p)):
+        rel = folder.relative_to(root).as_posix()
+        out["__".join(folder.relative_to(root).parts) + ".md"] = round2_page.render(folder, rel)
+    return out
 
 
 def write(out: Optional[Path] = None, root: Optional[Path] = None) -> list[Path]:
