@@ -117,19 +117,11 @@ def widening(args, kwargs=None) -> tuple[str, str] | None:
     kinds = _FLOATS or _float_kinds()
     half = wide = None
     for a in (args if not kwargs else (*args, *kwargs.values())):
-        if type(a) is list or type(a) is tuple:
-            for b in a:
-                k = kinds.get(getattr(b, "dtype", None))
-                if k is not None:
-                    if k[1]:
-                        half = half or k[0]
-                    else:
-                        wide = wide or k[0]
-            continue
-        k = kinds.get(getattr(a, "dtype", None))
-        if k is not None:
-            if k[1]:
-                half = half or k[0]
-            else:
-                wide = wide or k[0]
+        for b in (a if type(a) is list or type(a) is tuple else (a,)):
+            k = kinds.get(getattr(b, "dtype", None))
+            if k is not None:
+                if k[1]:
+                    half = half or k[0]
+                else:
+                    wide = wide or k[0]
     return (half, wide) if half and wide else None
