@@ -127,14 +127,12 @@ def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
     a kernel reading memory it did not write then changes the tokens. Issue 13
     item 16 saw only a process's first run differ, as fresh memory would."""
     from mlxprof.lab.testing import poison_buffer_cache
-    runs, secs = [], []
+    runs = []
     for i in range(repeat + 1):
         if i == repeat:
             poison_buffer_cache()
-        t = time.perf_counter()
         runs.append(tokens_of(model, prompt, n, loop))
-        secs.append(round(time.perf_counter() - t, 2))
-    return {"identical": all(r == runs[0] for r in runs), "seconds": secs,
+    return {"identical": all(r == runs[0] for r in runs),
             "first_diff_vs_run0": [first_diff(runs[0], r) for r in runs[1:]],
             "last_is_poisoned": True, "tokens": runs}
 
@@ -144,17 +142,17 @@ BISECT = {"qmv_ops": {"qmv": "ops"}, "no_kv_in_compile": {"kv_in_compile": False
           "no_compile": {"compile": False}}
 
 
-def determinism(lm, fast, prompt, n: int, repeat: int) -> dict:
+def determinism(lm, fast, prompt, n: int, repeat: int, bisect: bool = True) -> dict:
     """`fast` `repeat` times + once after poisoning, mlx-lm likewise; if `fast`
     is not repeatable, the same for variants with one lever off (BISECT)."""
     from mlxprof.decode.optimize import optimize_model
     out = {"tokens": n, "fast": repeat_runs(fast, prompt, n, "fast", repeat),
-           "mlx_lm": repeat_runs(lm.model, prompt, n, "mlx_lm", 1)}
+           "mlx_lm": repeat_runs(lm.model, prompt, n, "mlx_lm", repeat)}
     ref, got = out["mlx_lm"]["tokens"][0], out["fast"]["tokens"][-1]
     out["identical"] = out["fast"]["identical"]
     out["greedy_vs_mlx_lm_first_diff"] = first_diff(ref, got)
     out["greedy_vs_mlx_lm_agreement"] = sum(a == b for a, b in zip(ref, got)) / n
-    if not out["identical"]:
+    if bisect and not out["identical"]:
         out["bisect"] = {}
         for name, opts in BISECT.items():
             r = repeat_runs(optimize_model(lm.model, **opts), prompt, n, "fast", 2)
@@ -297,7 +295,9 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     prompt = lm.prompt(args.prompt, seed=0)
     fast = optimize_model(lm.model)
     stage("kernels", lambda: kernels(fast))
-    stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat))
+    if "determinism" not in args.skip:
+        stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat,
+                                                 bisect="bisect" not in args.skip))
     if "yardstick" not in args.skip:
         stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps))
     stage("rounds", lambda: rounds(contenders(lm, fast, args.variants), prompt, args.tokens,
@@ -341,7 +341,8 @@ def parse(argv=None):
     ap.add_argument("--profile-reserve", type=float, default=20.0,
                     help="seconds kept for the profiled pass of each model")
     ap.add_argument("--budget", type=float, default=520.0, help="seconds for the call")
-    ap.add_argument("--skip", default="", help="comma list: yardstick,profile")
+    ap.add_argument("--skip", default="",
+                    help="comma list: determinism,bisect,yardstick,profile")
     ap.add_argument("--variants", default="",
                     help=f"fast variants also timed in the rounds: {','.join(VARIANTS)}")
     ap.add_argument("--out", default="out")

@@ -10,6 +10,8 @@ kept small (tiny scale, few tokens) for CI's 2 cores.
 """
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,14 +44,23 @@ def notebook(prefix: str) -> Path:
     return next(NOTEBOOKS.glob(f"{prefix}_*.ipynb"))
 
 
+class NotebookFailed(Exception):
+    """papermill exited non-zero: its output says which cell raised what."""
+
+
 def execute(prefix, params, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+    """Run the notebook through papermill in its own process (no state shared with
+    the tests that ran before in this one: event loops, signal handlers, IPython)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     out = tmp_path / f"{prefix}.ipynb"
-    papermill.execute_notebook(str(notebook(prefix)), str(out), parameters=params,
-                               cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
-                               execution_timeout=600,
-                               request_save_on_cell_execute=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(notebook(prefix)), str(out),
+         "-y", json.dumps(params), "--cwd", str(NOTEBOOKS), "-k", "python3",
+         "--no-progress-bar", "--execution-timeout", "600"],
+        env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise NotebookFailed(done.stdout[-3000:] + done.stderr[-3000:])
     return json.loads(out.read_text())
 
 
@@ -67,7 +78,7 @@ def test_notebook_runs_with_other_parameters(prefix, params, smollm2, tmp_path, 
 
 
 def test_a_value_that_cannot_work_says_so_in_the_first_cell_using_it(tmp_path, monkeypatch):
-    with pytest.raises(papermill.PapermillExecutionError, match="use at least 4"):
+    with pytest.raises(NotebookFailed, match="use at least 4"):
         execute("03", dict(TOKENS=2), tmp_path, monkeypatch)
 
 
