@@ -38,6 +38,13 @@ def _calls(folder: Path) -> dict[str, list[tuple[str, dict]]]:
     return by_model
 
 
+def _stage(calls, key: str):
+    """The first call's result of a stage that ran (not skipped, no error)."""
+    return next((d["stages"][key] for _, d in calls
+                 if isinstance(d["stages"].get(key), dict)
+                 and not {"skipped", "error"} & set(d["stages"][key])), None)
+
+
 def pooled(folder: Path) -> dict[str, dict]:
     """Per model: tok/s and ratio Measurements over every call's rounds, and the checks."""
     out = {}
@@ -50,7 +57,6 @@ def pooled(folder: Path) -> dict[str, dict]:
                 fast[key] = r["fast"]["decode_tok_per_s"]
                 mlx_p[key] = r["mlx_lm"]["prompt_tok_per_s"]
                 fast_p[key] = r["fast"]["prompt_tok_per_s"]
-        first = calls[0][1]["stages"]
         out[model] = {
             "calls": [c for c, _ in calls],
             "provenance": [d["provenance"] for _, d in calls],
@@ -58,13 +64,9 @@ def pooled(folder: Path) -> dict[str, dict]:
             "fast": Measurement(tuple(fast.values()), label="fast", unit="tok/s"),
             "ratio": paired_ratio(fast, mlx, label="fast / mlx_lm"),
             "prompt_ratio": paired_ratio(fast_p, mlx_p, label="fast / mlx_lm prompt"),
-            "yardstick": next((d["stages"].get("yardstick") for _, d in calls
-                               if isinstance(d["stages"].get("yardstick"), dict)
-                               and "skipped" not in d["stages"]["yardstick"]), None),
-            "determinism": next((d["stages"].get("determinism") for _, d in calls
-                                 if isinstance(d["stages"].get("determinism"), dict)
-                                 and "skipped" not in d["stages"]["determinism"]), None),
-            "profile": first.get("profile") if isinstance(first.get("profile"), dict) else None,
+            "yardstick": _stage(calls, "yardstick"),
+            "determinism": _stage(calls, "determinism"),
+            "profile": _stage(calls, "profile"),
         }
     return out
 
