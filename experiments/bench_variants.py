@@ -1,6 +1,6 @@
 """Bench optimize_model() variants side by side with mlx-lm (GPU experiment).
 
-    python3 scripts/bench_variants.py --models qwen3.5-35b-a3b --scale full \
+    python3 experiments/bench_variants.py --models qwen3.5-35b-a3b --scale full \
         --tokens 256 --reps 5 --out out/variants.json
 
 Registers one loop per variant, `fast_<name>` (the pipelined loop on

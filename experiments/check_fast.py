@@ -1,6 +1,6 @@
 """Teacher-forced logits of optimized models vs mlx-lm's, on one model (GPU check).
 
-    python3 scripts/check_fast.py --model qwen3.5-35b-a3b --scale full --out r.json
+    python3 experiments/check_fast.py --model qwen3.5-35b-a3b --scale full --out r.json
 
 For each variant of mlxprof.decode.optimize.Options, the correctness yardstick
 (mlxprof.decode.accuracy) over the rows of a greedy mlx-lm continuation: its

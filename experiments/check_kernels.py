@@ -1,6 +1,6 @@
 """Self-check mlxprof's custom CUDA kernels at a model's shapes (GPU, seconds).
 
-    python3 scripts/check_kernels.py --model qwen3.5-35b-a3b --scale small
+    python3 experiments/check_kernels.py --model qwen3.5-35b-a3b --scale small
 
 Builds the model's weights (no prefill), then prints the self-check value
 (max relative difference to the MLX-ops reference) of the MoE routing and

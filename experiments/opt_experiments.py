@@ -22,10 +22,10 @@ For each model (random weights, 4-bit g64, router gates 8-bit):
 The JSON is rewritten after every section, so a timeout keeps what was done.
 
 GPU (one call, from the repo root; MLX CUDA on PYTHONPATH as the box has it):
-    PYTHONPATH=. python3 scripts/opt_experiments.py --scale full \\
+    PYTHONPATH=. python3 experiments/opt_experiments.py --scale full \\
         --out $OUT/opt_full.json
 CPU dry run (minutes on 2 cores):
-    python scripts/opt_experiments.py --scale small --tokens 16 --reps 1 \\
+    python experiments/opt_experiments.py --scale small --tokens 16 --reps 1 \\
         --out out/opt_small.json
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _add_bench(sub) -> None:
     from mlxprof.lab.bench import DEFAULT
 
     p = sub.add_parser(
-        "bench", help="time decode loops side by side (default: the README run)",
+        "bench", help="time decode loops side by side (default: the quick-start run)",
         description="Time decode loops on models, interleaved repetitions, "
                     "ratios to a baseline measured in the same run; every value "
                     "with its 95% bootstrap interval, noisy ones marked '*' "

@@ -2,7 +2,7 @@
 
 Python side: `on_cuda()`, and `self_checked(name, key, check)`, which runs a
 kernel's self-check once per shape and keeps the exception of a failed one in
-`ERRORS` (scripts/check_kernels.py prints them); `rel_diff(a, b)` is the
+`ERRORS` (experiments/check_kernels.py prints them); `rel_diff(a, b)` is the
 measure the checks use. Device side (`HEADER`):
 
 Rounding helpers mimic MLX's CUDA ops at a given dtype T: `mlxprof_rnd<T>`

@@ -63,7 +63,7 @@ class Options:
     effect without decode_path). Levers bit-exact on the CPU backend (on by
     default): fused projections, decode_path, compile, merged q/k norm, the
     KVCache write inside the compiled attention step (kv_in_compile). On
-    CUDA, compiled pieces round differently (README, "The fast loop").
+    CUDA, compiled pieces round differently (docs/fast-loop.md).
     gated_delta picks the GDN decode recurrence: "ops" (mlx-lm's math as
     broadcast ops), "algebraic" (same math regrouped: fewer kernels,
     float32 rounding differs), "mlx_lm" (mlx-lm's own conv1d,
@@ -95,7 +95,7 @@ class Options:
     picks "cuda" on a CUDA GPU for every weight shape whose self-check
     passes, on models without MoE blocks: the kernel halves the matvecs'
     device time but each custom kernel costs the host more than MLX's own,
-    and MoE decode is host-bound (README, "The fast loop": on the H200 it
+    and MoE decode is host-bound (docs/fast-loop.md: on the H200 it
     made Qwen3-8B faster and Qwen3.5-35B-A3B slower). shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
