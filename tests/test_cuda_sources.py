@@ -136,7 +136,8 @@ def test_qmv_kernel_compiles(tmp_path, t, k, gs, warps):
     src = kernel_source(
         "qmv", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)], [("y", t)],
         [("T", t), ("K", k), ("N", 4096), ("GS", gs), ("ROWS", cuda_qmv.ROWS),
-         ("WARPS", warps), ("SWIGLU", False)], cuda_qmv._SOURCE, cuda_common.HEADER)
+         ("WARPS", warps), ("SWIGLU", False)], cuda_qmv._SOURCE,
+        cuda_common.HEADER + cuda_qmv.QMV_HEADER)
     compile_ok(tmp_path, src)
 
 
@@ -157,5 +158,33 @@ def test_qmv_swiglu_kernel_compiles(tmp_path, t, k, gs, warps):
         "qmv_swiglu", [("x", t), ("w", "uint32_t"), ("scales", t), ("biases", t)],
         [("y", t)], [("T", t), ("K", k), ("N", 12288), ("GS", gs),
                      ("ROWS", cuda_qmv.ROWS_SWIGLU), ("WARPS", warps), ("SWIGLU", True)],
-        cuda_qmv._SOURCE, cuda_common.HEADER)
+        cuda_qmv._SOURCE, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
+    compile_ok(tmp_path, src)
+
+
+QUANT = [("w_e", "uint32_t"), ("s_e", BF16), ("b_e", BF16), ("w_s", "uint32_t"),
+         ("s_s", BF16), ("b_s", BF16)]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_experts_gate_up_kernel_compiles(tmp_path, shared):
+    from mlxprof.decode.kernels import cuda_experts, cuda_qmv
+    src = kernel_source(
+        "gate_up", [("x", BF16), ("inds", U32)] + QUANT, [("y_all", BF16)],
+        [("T", BF16), ("K", 2048), ("N", 512), ("GS", 64), ("ROWS", cuda_qmv.ROWS_SWIGLU),
+         ("WARPS", 2), ("SWIGLU", True), ("KR", 8), ("SHARED", shared)],
+        cuda_experts._GATE_UP, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
+    compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("shared,norm,n", [(True, True, 512), (False, False, 768)])
+def test_experts_down_kernel_compiles(tmp_path, shared, norm, n):
+    from mlxprof.decode.kernels import cuda_experts, cuda_qmv
+    ins = ([("act", BF16), ("inds", U32), ("scores", BF16), ("sgate", BF16), ("h", BF16)]
+           + QUANT + [("nw", BF16), ("eps", F32), ("vals", F32), ("ticket", U32)])
+    src = kernel_source(
+        "down", ins, [("out", BF16), ("n", BF16)],
+        [("T", BF16), ("K", n), ("D", 2048), ("GS", 64), ("ROWS", cuda_experts.ROWS_DOWN),
+         ("WARPS", 1), ("KR", 8), ("SHARED", shared), ("NORM", norm)],
+        cuda_experts._DOWN, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
     compile_ok(tmp_path, src)

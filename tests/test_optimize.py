@@ -262,9 +262,37 @@ def test_moe_kernel_references_equal_mlx_lm(arch):
     assert mx.array_equal(ours.add_to(h, x), h + blk(x))
 
 
+@pytest.mark.parametrize("arch", ["qwen3_5_moe", "qwen3_moe"])
+def test_experts_kernel_references_equal_mlx_lm(arch):
+    """gate_up_reference + down_combine_reference (cuda_experts' contracts,
+    checked against its kernels on the GPU) after route_reference give
+    mlx-lm's block output plus the residual bit-exactly; the block fits the
+    kernels (4-bit experts, fused gate/up, a shared expert of the same width)."""
+    from mlxprof.decode.kernels import cuda_experts, cuda_moe
+    from mlxprof.decode.optimize.ffn import MoE
+    orig, _ = model(arch)
+    blk = getattr(orig, "language_model", orig).model.layers[-1].mlp
+    ours = MoE(blk)
+    ks = mx.random.split(mx.random.key(9), 2)
+    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
+    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
+    inds, w, sg = cuda_moe.route_reference(ours.router(x), ours.top_k, ours.num_experts,
+                                           ours.norm_topk_prob, ours.has_shared)
+    qsb = lambda p: (p["weight"], p["scales"], p["biases"])
+    sh, gs = ours.shared, ours.gate_up.qspec[0]
+    act = cuda_experts.gate_up_reference(x, inds, qsb(ours.gate_up),
+                                         qsb(sh.gate_up) if sh else None, gs)
+    got = cuda_experts.down_combine_reference(act, inds, w, sg if sh else None, h,
+                                              qsb(ours.down), qsb(sh.down) if sh else None, gs)
+    assert mx.array_equal(got, h + blk(x))
+    ours.router_mode = ours.combine = "cuda"     # what "auto" picks on a CUDA GPU
+    assert ours.experts_kernel_fits()
+
+
 def test_cuda_only_levers_refuse_cpu():
     orig, _ = model("qwen3_5_moe")
-    for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"gated_delta": "fused"},
+    for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"experts": "cuda"},
+                 {"gated_delta": "fused"},
                  {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}, {"qmv": "cuda"},
                  {"qmv": "swiglu"}):
         with pytest.raises(ValueError, match="CUDA backend"):

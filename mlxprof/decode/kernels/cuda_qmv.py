@@ -40,6 +40,63 @@ __all__ = ["qmv", "qmv_swiglu", "supported", "self_check", "self_check_swiglu",
 ROWS = 8            # output rows per block
 ROWS_SWIGLU = 4     # outputs per block of qmv_swiglu (each: a gate and an up row)
 
+# the dequantizing dot product, shared with cuda_experts
+QMV_HEADER = """
+// x[32 v .. 32 v + 31] as floats, each pre-scaled by 2^-4e for the nibble at
+// bits 4e of its word (e >= 5 read after a 12-bit shift); returns their sum
+template <typename T>
+__device__ inline float mlxprof_x32(const T* x, int v, bool x16, float* xs) {
+    const float pos_scale[8] = {1.f, 0.0625f, 0.00390625f, 0.000244140625f,
+                                1.52587890625e-05f, 0.00390625f, 0.000244140625f,
+                                1.52587890625e-05f};
+    if (x16) {
+        constexpr int PER = 16 / sizeof(T);
+        #pragma unroll
+        for (int j = 0; j < 32 / PER; ++j) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(x + v * 32 + j * PER);
+            const T* e = reinterpret_cast<const T*>(&raw);
+            #pragma unroll
+            for (int i = 0; i < PER; ++i) xs[j * PER + i] = static_cast<float>(e[i]);
+        }
+    } else {
+        #pragma unroll
+        for (int j = 0; j < 32; ++j) xs[j] = static_cast<float>(x[v * 32 + j]);
+    }
+    float xsum = 0.f;
+    #pragma unroll
+    for (int j = 0; j < 32; ++j) {
+        xsum += xs[j];
+        xs[j] *= pos_scale[j & 7];
+    }
+    return xsum;
+}
+
+// sum_j xs[j] * nibble_j of 32 4-bit weights (one 16-byte vector), xs from mlxprof_x32
+__device__ inline float mlxprof_dot32(const uint4 q, const float* xs) {
+    const unsigned int words[4] = {q.x, q.y, q.z, q.w};
+    float dot = 0.f;
+    #pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const unsigned int lo = words[k];
+        const unsigned int hi = lo >> 12;
+        #pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            const unsigned int bits = e < 5 ? (lo & (0xFu << (4 * e)))
+                                            : (hi & (0xFu << (4 * (e - 3))));
+            const float f = __uint_as_float(0x4B000000u | bits) - 8388608.0f;
+            dot = fmaf(xs[k * 8 + e], f, dot);
+        }
+    }
+    return dot;
+}
+
+// 16 bytes of packed weights at word offset `word` (4-byte aligned at least)
+__device__ inline uint4 mlxprof_load16(const uint32_t* w, size_t word, bool w16) {
+    if (w16) return *reinterpret_cast<const uint4*>(w + word);
+    return make_uint4(w[word], w[word + 1], w[word + 2], w[word + 3]);
+}
+"""
+
 _SOURCE = """
     constexpr int VECS = K / 32;               // 16-byte vectors (32 weights) per row
     constexpr int PASSES = (VECS + 31) / 32;   // a warp covers 32 vectors per pass
@@ -51,10 +108,6 @@ _SOURCE = """
     const int row0 = blockIdx.x * ROWS;
     const bool w16 = (reinterpret_cast<size_t>(w) & 15) == 0;
     const bool x16 = (reinterpret_cast<size_t>(x) & 15) == 0;
-    // x * 2^-4e for the nibble at bits 4e (e >= 5 read after a 12-bit shift)
-    const float pos_scale[8] = {1.f, 0.0625f, 0.00390625f, 0.000244140625f,
-                                1.52587890625e-05f, 0.00390625f, 0.000244140625f,
-                                1.52587890625e-05f};
     float acc[LR];
     #pragma unroll
     for (int r = 0; r < LR; ++r) acc[r] = 0.f;
@@ -71,50 +124,15 @@ _SOURCE = """
                 const int row = r < ROWS ? min(row0 + r, N - 1)
                                          : N + min(row0 + r - ROWS, N - 1);
                 const size_t word = ((size_t)row * VECS + v) * 4;
-                if (w16) {
-                    q[r] = *reinterpret_cast<const uint4*>(w + word);
-                } else {
-                    q[r] = make_uint4(w[word], w[word + 1], w[word + 2], w[word + 3]);
-                }
+                q[r] = mlxprof_load16(w, word, w16);
                 s[r] = static_cast<float>(scales[(size_t)row * GPR + g]);
                 b[r] = static_cast<float>(biases[(size_t)row * GPR + g]);
             }
             float xs[32];
-            float xsum = 0.f;
-            if (x16) {
-                constexpr int PER = 16 / sizeof(T);
-                #pragma unroll
-                for (int j = 0; j < 32 / PER; ++j) {
-                    const uint4 raw = *reinterpret_cast<const uint4*>(x + v * 32 + j * PER);
-                    const T* e = reinterpret_cast<const T*>(&raw);
-                    #pragma unroll
-                    for (int i = 0; i < PER; ++i) xs[j * PER + i] = static_cast<float>(e[i]);
-                }
-            } else {
-                #pragma unroll
-                for (int j = 0; j < 32; ++j) xs[j] = static_cast<float>(x[v * 32 + j]);
-            }
-            #pragma unroll
-            for (int j = 0; j < 32; ++j) {
-                xsum += xs[j];
-                xs[j] *= pos_scale[j & 7];
-            }
+            const float xsum = mlxprof_x32<T>(x, v, x16, xs);
             #pragma unroll
             for (int r = 0; r < LR; ++r) {
-                const unsigned int words[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
-                float dot = 0.f;
-                #pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const unsigned int lo = words[k];
-                    const unsigned int hi = lo >> 12;
-                    #pragma unroll
-                    for (int e = 0; e < 8; ++e) {
-                        const unsigned int bits = e < 5 ? (lo & (0xFu << (4 * e)))
-                                                        : (hi & (0xFu << (4 * (e - 3))));
-                        const float f = __uint_as_float(0x4B000000u | bits) - 8388608.0f;
-                        dot = fmaf(xs[k * 8 + e], f, dot);
-                    }
-                }
+                const float dot = mlxprof_dot32(q[r], xs);
                 acc[r] = fmaf(s[r], dot, fmaf(b[r], xsum, acc[r]));
             }
         }
@@ -147,7 +165,7 @@ _SOURCE = """
 def _kernel():
     return mx.fast.cuda_kernel(
         name="mlxprof_qmv4", input_names=["x", "w", "scales", "biases"],
-        output_names=["y"], source=_SOURCE, header=HEADER)
+        output_names=["y"], source=_SOURCE, header=HEADER + QMV_HEADER)
 
 
 def supported(qspec, k: int, has_biases: bool = True) -> bool:

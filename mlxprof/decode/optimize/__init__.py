@@ -98,6 +98,13 @@ class Options:
     and MoE decode is host-bound (docs/fast-loop.md: on the H200 it
     made Qwen3-8B faster and Qwen3.5-35B-A3B slower). shared_in_switch makes Qwen3.5's shared expert expert number E
     of the switch weights (copies every expert tensor once: memory).
+    experts="cuda" runs an MoE block's experts at one token as two CUDA
+    kernels (cuda_experts.py): the top-k experts' and the shared expert's
+    gate/up with SwiGLU in one, their down projections with the weighted
+    combine, the residual add and the next RMSNorm in the other (with the
+    routing kernel: four kernels per MoE block instead of about a dozen);
+    "auto" picks it on a CUDA GPU with router/combine "cuda" when its
+    self-check passes; "ops" keeps gather_qmm.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
     rounding by construction (on the CPU the fused general path was 0.8-0.96x
@@ -121,6 +128,7 @@ class Options:
     add_norm: str = "auto"
     qk_norm_rope: str = "auto"
     qmv: str = "auto"
+    experts: str = "auto"
     prefill: str = "mlx_lm"
 
 
@@ -132,6 +140,7 @@ def _check(o: Options) -> None:
                "add_norm": ("auto", "ops", "cuda"),
                "qk_norm_rope": ("auto", "ops", "cuda"),
                "qmv": ("auto", "ops", "cuda", "swiglu"),
+               "experts": ("auto", "ops", "cuda"),
                "prefill": ("mlx_lm", "fused")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:

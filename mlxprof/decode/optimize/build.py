@@ -50,13 +50,35 @@ def _moe_kernels(blk, o) -> tuple[str, str]:
     return pick("router"), pick("combine")
 
 
+def _experts_kernel(moe, blk, o) -> None:
+    """Options.experts resolved for this MoE block (cuda_experts.py)."""
+    if o.experts == "ops":
+        return
+    if not moe.experts_kernel_fits():
+        if o.experts == "cuda":
+            raise ValueError("optimize_model: experts='cuda' needs 4-bit affine experts, "
+                             "fused gate/up and the routing and combine kernels "
+                             "(router/combine 'auto' or 'cuda'); use 'auto'")
+        return
+    if o.experts == "auto":
+        from mlxprof.decode.kernels import cuda_experts
+        dim = moe.down.weight.shape[1]
+        err = cuda_experts.self_check(blk.num_experts, blk.top_k, dim, moe.hidden,
+                                      moe.gate_up.qspec[0], moe.shared is not None)
+        if err >= 1e-2:
+            return
+    moe.use_experts_kernel()
+
+
 def _ffn(mlp, o):
     _check_local(mlp)
     if hasattr(mlp, "switch_mlp"):
         router, combine = _moe_kernels(mlp, o)
-        return MoE(mlp, fuse_router=o.fuse_router, fuse_experts=o.fuse_experts,
-                   shared_in_switch=o.shared_in_switch, router=router,
-                   combine=combine, fuse_gate_up=o.fuse_gate_up)
+        moe = MoE(mlp, fuse_router=o.fuse_router, fuse_experts=o.fuse_experts,
+                  shared_in_switch=o.shared_in_switch, router=router,
+                  combine=combine, fuse_gate_up=o.fuse_gate_up)
+        _experts_kernel(moe, mlp, o)
+        return moe
     if hasattr(mlp, "gate_proj"):
         return MLP.from_mlx_lm(mlp, fuse=o.fuse_gate_up)
     raise UnsupportedModelError(f"unsupported feed-forward block {type(mlp).__name__}")
@@ -157,7 +179,7 @@ def _qmv_kernel(layers, lm_head, o) -> None:
 
 def _check_backend(o) -> None:
     asked = [f"{n}={getattr(o, n)!r}" for n, v in
-             (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
+             (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)), ("experts", ("cuda",)),
               ("combine", ("cuda",)), ("add_norm", ("cuda",)),
               ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda", "swiglu"))) if getattr(o, n) in v]
     if asked and not on_cuda():

@@ -23,9 +23,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxprof.decode.kernels.cuda_common import on_cuda
-from mlxprof.decode.kernels import cuda_moe, cuda_qmv
+from mlxprof.decode.kernels import cuda_experts, cuda_moe, cuda_qmv
 from mlxprof.decode.kernels.cuda_norm import add_norm, eps_array
-from .fuse import Proj, fuse_linears, fuse_switch
+from .fuse import Proj, SwitchProj, fuse_linears, fuse_switch
 
 __all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]
 
@@ -159,6 +159,42 @@ class MoE(nn.Module):
             raise NotImplementedError(f"MoE experts not supported: {e}") from e
         self.shared = (MLP.from_mlx_lm(shared, fuse_gate_up) if self.has_shared
                        and not self.shared_in_switch else None)
+        self.experts_kernel = False     # set by use_experts_kernel()
+
+    def experts_kernel_fits(self) -> bool:
+        """True when the experts (and the shared expert) can run as
+        cuda_experts' two kernels: 4-bit affine switch weights with biases,
+        gate+up fused, the shared expert (if any) a fused MLP of the same
+        quantization and width, the routing and combine kernels in use."""
+        gu, dn = self.gate_up, self.down
+        if not (isinstance(gu, SwitchProj) and isinstance(dn, SwitchProj) and gu.qspec
+                and gu.qspec == dn.qspec and "biases" in gu and "biases" in dn
+                and not self.shared_in_switch and self.router_mode == "cuda"
+                and self.combine == "cuda"
+                and cuda_experts.supported(gu.qspec, self.hidden, dn.weight.shape[1])):
+            return False
+        sh = self.shared
+        return sh is None or all(
+            isinstance(p, Proj) and p.qspec == gu.qspec and "biases" in p and "bias" not in p
+            for p in (sh.gate_up, sh.down)) and sh.hidden == self.hidden
+
+    def use_experts_kernel(self) -> None:
+        """Run one-token calls through cuda_experts (check experts_kernel_fits first)."""
+        self.experts_kernel = True
+        object.__setattr__(self, "_state", cuda_experts.scratch(self.down.weight.shape[1]))
+
+    def _experts_fused(self, x, h, norm):
+        """route, then cuda_experts.gate_up and down_combine (+ the norm)."""
+        inds, scores, ssum, gate = self._route(x)
+        w = scores if ssum is None else scores / ssum
+        qsb = lambda p: (p["weight"], p["scales"], p["biases"])
+        sh, gs = self.shared, self.gate_up.qspec[0]
+        act = cuda_experts.gate_up(x, inds, qsb(self.gate_up),
+                                   qsb(sh.gate_up) if sh else None, gs)
+        base = h if h is not None else mx.zeros_like(x)
+        return cuda_experts.down_combine(
+            act, inds, w, gate, base, qsb(self.down), qsb(sh.down) if sh else None, gs,
+            norm, self._state if norm is not None else None)
 
     def _route(self, x):
         """(inds, scores, ssum or None, sigmoid(shared gate) or None)."""
@@ -235,6 +271,8 @@ class MoE(nn.Module):
         return add_norm(h, self._forward(x, None), w, eps, cuda)
 
     def _forward(self, x, h, norm=None):
+        if self.experts_kernel and x.size == x.shape[-1]:
+            return self._experts_fused(x, h, norm)
         inds, scores, ssum, gate = self._route(x)
         k = self.top_k
         if self.shared_in_switch:

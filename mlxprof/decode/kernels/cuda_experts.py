@@ -1,0 +1,321 @@
+"""An MoE block's experts at one token as two custom CUDA kernels.
+
+After routing (cuda_moe.route), mlx-lm's MoE block at one decoded token runs
+the top-k experts' gate/up (gather_qmm), their SwiGLU, their down
+projection (gather_qmm), the shared expert's own gate/up, SwiGLU and down,
+then the weighted combine and the residual add: seven kernels and as many
+views, each a few microseconds of host time. Here:
+
+* `gate_up(x, inds, ...)`: for each of the k picked experts (and the shared
+  expert as slot k) silu(x @ G_e.T) * (x @ U_e.T): one kernel, a block per
+  (slot, group of rows), the one-row 4-bit matvec of cuda_qmv;
+* `down_combine(act, inds, scores, ...)`: each slot's down projection, then
+  h + sum_j scores_j * y_j (+ sigmoid(shared gate) * y_shared), and
+  optionally rms_norm of that row for the next sublayer: one kernel. The
+  norm needs the whole row: each block stores its values, the last block to
+  finish (a ticket counter, reset by that block) normalizes the row.
+
+Both round where mlx-lm's ops round (the matvec outputs, silu, the products,
+the combine's terms) and sum in float32; only the order of float32 sums can
+differ from MLX's kernels. `gate_up_reference` / `down_combine_reference`
+are the same contracts in MLX ops (CPU tests), and `self_check()` compares
+kernels and references on the GPU; optimize_model() uses the kernels only
+when it passes.
+
+Example:
+    >>> supported((64, 4, "affine"), n=512, dim=2048)
+    True
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .cuda_common import HEADER, rel_diff, self_checked
+from .cuda_qmv import QMV_HEADER, ROWS_SWIGLU, _SOURCE as _QMV, _warps
+
+__all__ = ["gate_up", "down_combine", "gate_up_reference", "down_combine_reference",
+           "supported", "scratch", "self_check", "ROWS_DOWN"]
+
+ROWS_DOWN = 8       # output rows per block of down_combine
+
+# cuda_qmv's body with SWIGLU, pointed at slot blockIdx.y's expert
+_GATE_UP = """
+    const int slot = blockIdx.y;
+    const bool sh = SHARED && slot == KR;
+    const size_t e = sh ? 0 : static_cast<size_t>(inds[slot]);
+    const auto* w = sh ? w_s : w_e + e * (size_t)(2 * N) * (K / 8);
+    const auto* scales = sh ? s_s : s_e + e * (size_t)(2 * N) * (K / GS);
+    const auto* biases = sh ? b_s : b_e + e * (size_t)(2 * N) * (K / GS);
+    auto* y = y_all + (size_t)slot * N;
+""" + _QMV
+
+_DOWN = """
+    constexpr int VECS = K / 32;
+    constexpr int PASSES = (VECS + 31) / 32;
+    constexpr int GPR = K / GS;
+    constexpr int KS = SHARED ? KR + 1 : KR;
+    constexpr int BLOCK = 32 * WARPS;
+    __shared__ float red[WARPS][ROWS];
+    __shared__ float ys[KS][ROWS];
+    __shared__ bool last;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int row0 = blockIdx.x * ROWS;
+    for (int slot = 0; slot < KS; ++slot) {
+        const bool sh = SHARED && slot == KR;
+        const size_t e = sh ? 0 : static_cast<size_t>(inds[slot]);
+        const auto* w = sh ? w_s : w_e + e * (size_t)D * (K / 8);
+        const auto* sc = sh ? s_s : s_e + e * (size_t)D * GPR;
+        const auto* bi = sh ? b_s : b_e + e * (size_t)D * GPR;
+        const auto* x = act + (size_t)slot * K;
+        const bool w16 = (reinterpret_cast<size_t>(w) & 15) == 0;
+        const bool x16 = (reinterpret_cast<size_t>(x) & 15) == 0;
+        float acc[ROWS];
+        #pragma unroll
+        for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+        for (int p = warp; p < PASSES; p += WARPS) {
+            const int v = p * 32 + lane;
+            if (v < VECS) {
+                uint4 q[ROWS];
+                float s[ROWS], b[ROWS];
+                const int g = (v * 32) / GS;
+                #pragma unroll
+                for (int r = 0; r < ROWS; ++r) {
+                    const int row = min(row0 + r, D - 1);
+                    q[r] = mlxprof_load16(w, ((size_t)row * VECS + v) * 4, w16);
+                    s[r] = static_cast<float>(sc[(size_t)row * GPR + g]);
+                    b[r] = static_cast<float>(bi[(size_t)row * GPR + g]);
+                }
+                float xs[32];
+                const float xsum = mlxprof_x32<T>(x, v, x16, xs);
+                #pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+                    acc[r] = fmaf(s[r], mlxprof_dot32(q[r], xs), fmaf(b[r], xsum, acc[r]));
+            }
+        }
+        #pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            const float t = mlxprof_warp_sum(acc[r]);
+            if (lane == 0) red[warp][r] = t;
+        }
+        __syncthreads();
+        if (threadIdx.x < ROWS) {
+            float t = 0.f;
+            #pragma unroll
+            for (int k = 0; k < WARPS; ++k) t += red[k][threadIdx.x];
+            ys[slot][threadIdx.x] = mlxprof_rnd<T>(t);      // the matvec's T output
+        }
+        __syncthreads();
+    }
+    const int d = row0 + threadIdx.x;
+    if (threadIdx.x < ROWS && d < D) {    // h + sum_j T(y_j * w_j) (+ T(sg * y_s)), as mlx-lm
+        float a = 0.f;
+        #pragma unroll
+        for (int j = 0; j < KR; ++j)
+            a = __fadd_rn(a, mlxprof_rnd<T>(__fmul_rn(ys[j][threadIdx.x],
+                                                      static_cast<float>(scores[j]))));
+        float r = mlxprof_rnd<T>(a);
+        if (SHARED) {
+            const float s = mlxprof_rnd<T>(__fmul_rn(static_cast<float>(sgate[0]),
+                                                     ys[KR][threadIdx.x]));
+            r = mlxprof_rnd<T>(__fadd_rn(r, s));
+        }
+        const float v = mlxprof_rnd<T>(__fadd_rn(static_cast<float>(h[d]), r));
+        out[d] = static_cast<T>(v);
+        if (NORM) const_cast<float*>(vals)[d] = v;
+    }
+    if (NORM) {   // the last block to finish normalizes the whole row
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned int t = atomicAdd(const_cast<unsigned int*>(ticket), 1u);
+            last = (t == gridDim.x - 1);
+        }
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            __shared__ float s_red[WARPS];
+            float ss = 0.f;
+            for (int i = threadIdx.x; i < D; i += BLOCK) {
+                const float x = __ldcg(vals + i);
+                ss = __fadd_rn(ss, __fmul_rn(x, x));
+            }
+            ss = mlxprof_warp_sum(ss);
+            if (lane == 0) s_red[warp] = ss;
+            __syncthreads();
+            float tot = 0.f;
+            for (int j = 0; j < WARPS; ++j) tot = __fadd_rn(tot, s_red[j]);
+            const float nrm = rsqrtf(__fadd_rn(tot / D, eps[0]));
+            for (int i = threadIdx.x; i < D; i += BLOCK) {
+                const float y = mlxprof_rnd<T>(__fmul_rn(__ldcg(vals + i), nrm));
+                n[i] = static_cast<T>(__fmul_rn(static_cast<float>(nw[i]), y));
+            }
+            if (threadIdx.x == 0) atomicExch(const_cast<unsigned int*>(ticket), 0u);
+        }
+    }
+"""
+
+
+@lru_cache(maxsize=1)
+def _gate_up_kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_experts_gate_up",
+        input_names=["x", "inds", "w_e", "s_e", "b_e", "w_s", "s_s", "b_s"],
+        output_names=["y_all"], source=_GATE_UP, header=HEADER + QMV_HEADER)
+
+
+@lru_cache(maxsize=1)
+def _down_kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_experts_down",
+        input_names=["act", "inds", "scores", "sgate", "h", "w_e", "s_e", "b_e",
+                     "w_s", "s_s", "b_s", "nw", "eps", "vals", "ticket"],
+        output_names=["out", "n"], source=_DOWN, header=HEADER + QMV_HEADER)
+
+
+def supported(qspec, n: int, dim: int) -> bool:
+    """True when the kernels handle experts quantized as qspec (group_size,
+    bits, mode) with intermediate width n and model width dim."""
+    gs, bits, mode = qspec
+    return (bits == 4 and mode == "affine" and gs in (32, 64, 128)
+            and n % 32 == 0 and dim % 32 == 0 and n % gs == 0 and dim % gs == 0)
+
+
+def scratch(dim: int) -> tuple:
+    """Per-block state of down_combine's norm (evaluated, to keep): float32
+    row values and a zeroed ticket counter. One pair per MoE block."""
+    vals, ticket = mx.zeros((dim,), mx.float32), mx.zeros((1,), mx.uint32)
+    mx.eval(vals, ticket)
+    return vals, ticket
+
+
+@lru_cache(maxsize=1)
+def _unused() -> tuple:
+    """Stand-ins for down_combine's norm inputs when it does not normalize."""
+    return scratch(1)
+
+
+def gate_up(x, inds, experts, shared, group_size: int):
+    """silu(g) * u per slot: (k [+1], n) in x's dtype; CUDA only.
+
+    x (..., D) one row; inds (..., k) uint32; experts (w, scales, biases) of
+    the gate rows then up rows, shapes (E, 2n, D/8), (E, 2n, D/gs); shared the
+    same for the shared expert ((2n, D/8), ...) or None.
+    """
+    w, s, b = experts
+    k, n, dim = inds.shape[-1], w.shape[1] // 2, x.shape[-1]
+    ws, ss, bs = shared if shared is not None else experts
+    warps = _warps(dim)
+    slots = k + (shared is not None)
+    (y,) = _gate_up_kernel()(
+        inputs=[x, inds, w, s, b, ws, ss, bs],
+        template=[("T", x.dtype), ("K", dim), ("N", n), ("GS", group_size),
+                  ("ROWS", ROWS_SWIGLU), ("WARPS", warps), ("SWIGLU", True),
+                  ("KR", k), ("SHARED", shared is not None)],
+        grid=(32 * warps * -(-n // ROWS_SWIGLU), slots, 1), threadgroup=(32 * warps, 1, 1),
+        output_shapes=[(slots, n)], output_dtypes=[x.dtype])
+    return y
+
+
+def down_combine(act, inds, scores, sgate, h, experts, shared, group_size: int,
+                 norm=None, state=None):
+    """h + sum_j scores_j * down_j(act_j) (+ sgate * down_s(act_k)); CUDA only.
+
+    act (k [+1], n) from gate_up; scores (..., k); sgate (..., 1) or None
+    (then `shared` must be None); h (..., D); experts (w, scales, biases) of
+    shapes (E, D, n/8), (E, D, n/gs); shared the same for the shared expert
+    or None. With norm=(w, eps) (eps a float32 array of shape (1,)) and
+    state=scratch(D) also returns rms_norm(result, w, eps): (out, normed).
+    """
+    w, s, b = experts
+    k, dim, n = scores.shape[-1], w.shape[1], act.shape[-1]
+    ws, ss, bs = shared if shared is not None else experts
+    warps = _warps(n)
+    with_norm = norm is not None
+    nw, eps = norm if with_norm else (h, _unused()[0])
+    vals, ticket = state if with_norm else _unused()
+    out, normed = _down_kernel()(
+        inputs=[act, inds, scores, sgate if sgate is not None else scores, h, w, s, b,
+                ws, ss, bs, nw, eps, vals, ticket],
+        template=[("T", h.dtype), ("K", n), ("D", dim), ("GS", group_size),
+                  ("ROWS", ROWS_DOWN), ("WARPS", warps), ("KR", k),
+                  ("SHARED", shared is not None), ("NORM", with_norm)],
+        grid=(32 * warps * -(-dim // ROWS_DOWN), 1, 1), threadgroup=(32 * warps, 1, 1),
+        output_shapes=[h.shape, h.shape], output_dtypes=[h.dtype, h.dtype])
+    return (out, normed) if with_norm else out
+
+
+# -- the same contracts in MLX ops (CPU tests, GPU self-check) ------------------
+def _qmm(x, w, s, b, gs):
+    return mx.quantized_matmul(x, w, s, b, transpose=True, group_size=gs, bits=4)
+
+
+def gate_up_reference(x, inds, experts, shared, group_size: int):
+    """gate_up() in MLX ops: each slot's quantized matmul, then nn.silu(g) * u."""
+    w, s, b = experts
+    rows = [(w[e], s[e], b[e]) for e in inds.reshape(-1).tolist()]
+    if shared is not None:
+        rows.append(shared)
+    x1 = x.reshape(1, -1)
+    n = w.shape[1] // 2
+    outs = []
+    for ws, ss, bs in rows:
+        g, u = mx.split(_qmm(x1, ws, ss, bs, group_size), [n], axis=-1)
+        outs.append(nn.silu(g) * u)
+    return mx.concatenate(outs, axis=0)
+
+
+def down_combine_reference(act, inds, scores, sgate, h, experts, shared, group_size: int):
+    """down_combine() (without the norm) in MLX ops, in mlx-lm's order."""
+    w, s, b = experts
+    idx = inds.reshape(-1).tolist()
+    ys = [_qmm(act[j:j + 1], w[e], s[e], b[e], group_size) for j, e in enumerate(idx)]
+    y = mx.concatenate(ys, axis=0).reshape(h.shape[:-1] + (len(idx), -1))
+    r = (y * scores[..., None]).sum(axis=-2)
+    if shared is not None:
+        ys_ = _qmm(act[len(idx):len(idx) + 1], *shared, group_size).reshape(h.shape)
+        r = r + sgate * ys_
+    return h + r
+
+
+def self_check(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
+               shared: bool = True) -> float:
+    """Largest relative difference of the kernels to the references on random
+    data (inf on any error; cuda_common.ERRORS). down_combine runs twice with
+    its norm, so a ticket left unreset would show."""
+    key = (n_experts, k, dim, n, group_size, shared)
+    return self_checked("experts", key, lambda: _check(*key))
+
+
+def _quantized(key, shape, gs):
+    w = (0.05 * mx.random.normal(shape, key=key)).astype(mx.bfloat16)
+    return mx.quantize(w, group_size=gs, bits=4)
+
+
+def _check(n_experts: int, k: int, dim: int, n: int, gs: int, shared: bool) -> float:
+    ks = mx.random.split(mx.random.key(3), 9)
+    dt = mx.bfloat16
+    gu = _quantized(ks[0], (n_experts, 2 * n, dim), gs)
+    dn = _quantized(ks[1], (n_experts, dim, n), gs)
+    sgu = _quantized(ks[2], (2 * n, dim), gs) if shared else None
+    sdn = _quantized(ks[3], (dim, n), gs) if shared else None
+    x = mx.random.normal((1, 1, dim), key=ks[4]).astype(dt)
+    h = mx.random.normal((1, 1, dim), key=ks[5]).astype(dt)
+    inds = mx.random.permutation(n_experts, key=ks[6])[:k].astype(mx.uint32).reshape(1, 1, k)
+    scores = mx.softmax(mx.random.normal((1, 1, k), key=ks[7]), axis=-1).astype(dt)
+    sg = mx.sigmoid(mx.random.normal((1, 1, 1), key=ks[8])).astype(dt) if shared else None
+    act0 = gate_up_reference(x, inds, gu, sgu, gs)
+    act1 = gate_up(x, inds, gu, sgu, gs)
+    out0 = down_combine_reference(act0, inds, scores, sg, h, dn, sdn, gs)
+    w = (1 + 0.1 * mx.random.normal((dim,), key=ks[0])).astype(dt)
+    eps, state = mx.array([1e-6], mx.float32), scratch(dim)
+    n0 = mx.fast.rms_norm(out0, w, 1e-6)
+    worst = rel_diff(act1, act0)
+    for _ in range(2):
+        out1, n1 = down_combine(act0, inds, scores, sg, h, dn, sdn, gs, (w, eps), state)
+        worst = max(worst, rel_diff(out1, out0), rel_diff(n1, n0))
+    out2 = down_combine(act0, inds, scores, sg, h, dn, sdn, gs)
+    return max(worst, rel_diff(out2, out0))
