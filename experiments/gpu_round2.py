@@ -14,8 +14,10 @@ as soon as it ends (a call cut short still leaves what it finished):
    mlx-lm likewise; --tokens greedy tokens each, same prompt. If `fast` is
    not repeatable, the same for variants with one lever off (BISECT);
 3. the correctness yardstick (mlxprof.decode.accuracy): mlx-lm bf16 and
-   `fast` against the same model in float32, --steps teacher-forced steps;
-4. interleaved rounds mlx_lm / fast (/ --variants of fast; the order
+   `fast` (and --yardstick-variants of it, YARD_VARIANTS) against the same
+   model in float32, --steps teacher-forced steps;
+4. interleaved rounds mlx_lm / fast (/ --variants of fast, / --loops of
+   mlxprof on the original model, e.g. pipelined; the order
    rotates each round), --tokens decode
    tokens after a --prompt token prompt, until --rounds or the model's share of
    --budget is spent; raw rounds, median ratio and a bootstrap interval;
@@ -161,11 +163,42 @@ def determinism(lm, fast, prompt, n: int, repeat: int, bisect: bool = True) -> d
     return out
 
 
-def yardstick(lm, fast, prompt, steps: int) -> dict:
+YARD_VARIANTS = {   # `fast` with one lever changed, held to the yardstick (--yardstick-variants)
+    "qmv_ops": {"qmv": "ops"}, "qmv_swiglu": {"qmv": "swiglu"},
+    "norm_ops": {"add_norm": "ops"}, "rope_ops": {"qk_norm_rope": "ops"},
+    "no_compile": {"compile": False}, "moe_ops": {"experts": "ops"},
+}
+
+
+def built(lm, table: dict, names: list[str]) -> tuple[dict, dict]:
+    """({name: optimize_model(lm.model, **table[name])}, {name: error}) for `names`:
+    a lever this model or backend refuses (or an Options field not there yet)
+    is reported, not raised."""
+    from mlxprof.decode.optimize import optimize_model
+    models, errors = {}, {}
+    for name in names:
+        try:
+            models[name] = optimize_model(lm.model, **table[name])
+        except (ValueError, TypeError) as err:  # e.g. an explicit "cuda" lever off CUDA
+            errors[name] = f"{type(err).__name__}: {err}"
+            log(f"  variant {name} skipped: {errors[name]}")
+    return models, errors
+
+
+def yardstick(lm, fast, prompt, steps: int, variants: list[str] = ()) -> dict:
+    """mlx-lm's yardstick dict for `fast` (its "ok" is about `fast` alone) and,
+    under "variants", each YARD_VARIANTS entry's distance, passes, or error."""
+    from dataclasses import asdict, replace
+
     from mlxprof.decode.accuracy import yardstick as measure
-    y = measure(lm.model, {"fast": fast}, prompt, steps)
+    models, errors = built(lm, YARD_VARIANTS, list(variants))
+    y = measure(lm.model, {"fast": fast, **models}, prompt, steps)
     log(str(y))
-    return y.to_dict()
+    out = replace(y, candidates={"fast": y.candidates["fast"]}).to_dict()
+    if variants:
+        out["variants"] = {**{n: {**asdict(y.candidates[n]), "passes": y.passes(n)}
+                              for n in models}, **{n: {"error": e} for n, e in errors.items()}}
+    return out
 
 
 def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
@@ -178,7 +211,7 @@ def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
 
 
 def one_run(loop: str, model, prompt, n: int) -> dict:
-    """One timed run of decode loop `loop` ("mlx_lm" or "fast") on `model`."""
+    """One timed run of decode loop `loop` (a decode.LOOPS name) on `model`."""
     from mlxprof import decode
     from mlxprof.lab.bench import time_run
     t = time_run(decode.LOOPS[loop].fn, model, prompt, n)
@@ -187,6 +220,7 @@ def one_run(loop: str, model, prompt, n: int) -> dict:
             "decode_s": t.decode_s, "n_tokens": t.n_tokens}
 
 
+LOOPS = ("pipelined", "compiled", "async", "sync")   # on the original model (--loops)
 VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "shared_in_switch": {"shared_in_switch": True},
     "qmv_cuda": {"qmv": "cuda"},
@@ -196,28 +230,25 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
 }
 
 
-def contenders(lm, fast, names: list[str]) -> dict:
-    """{label: model} timed in the rounds: mlx_lm, fast and fast variants."""
-    from mlxprof.decode.optimize import optimize_model
-    out = {"mlx_lm": lm.model, "fast": fast}
-    for name in names:
-        try:
-            out[f"fast_{name}"] = optimize_model(lm.model, **VARIANTS[name])
-        except ValueError as err:   # e.g. an explicit "cuda" lever off a CUDA GPU
-            log(f"  variant {name} skipped: {err}")
-    return out
+def contenders(lm, fast, names: list[str], loops: list[str] = ()) -> dict:
+    """{label: (loop, model)} timed in the rounds: mlx_lm, fast, fast variants
+    ("fast_<name>") and `loops` (e.g. "pipelined") on the original model."""
+    variants, _ = built(lm, VARIANTS, names)
+    return {"mlx_lm": ("mlx_lm", lm.model), "fast": ("fast", fast),
+            **{f"fast_{n}": ("fast", m) for n, m in variants.items()},
+            **{loop: (loop, lm.model) for loop in loops}}
 
 
 def rounds(models: dict, prompt, n: int, want: int, deadline: float, clock: Clock) -> dict:
-    """Interleaved rounds (each round starts one loop later) until `want` or the deadline."""
+    """Interleaved rounds (each round starts one loop later) until `want` or the
+    deadline; `models` maps labels to (decode loop, model)."""
     labels, raw, last = list(models), [], 0.0
     while len(raw) < want and (not raw or clock.used() + last < deadline):
         t = time.perf_counter()
         k = len(raw) % len(labels)
         order = labels[k:] + labels[:k]
         raw.append({"round": len(raw), "order": order,
-                    **{x: one_run("mlx_lm" if x == "mlx_lm" else "fast", models[x], prompt, n)
-                       for x in order}})
+                    **{x: one_run(*models[x], prompt, n) for x in order}})
         last = time.perf_counter() - t
         log(f"  round {len(raw)}: " + ", ".join(
             f"{x} {raw[-1][x]['decode_tok_per_s']:.1f}" for x in labels) + f" tok/s ({last:.1f}s)")
@@ -240,6 +271,8 @@ def ratios(raw: list[dict], label: str) -> dict:
 def summarize(raw: list[dict], labels: list[str]) -> dict:
     out = {"raw": raw, "n_rounds": len(raw), **ratios(raw, "fast")}
     out["variants"] = {x: ratios(raw, x) for x in labels if x.startswith("fast_")}
+    out["loops"] = {x: ratios(raw, x) for x in labels if x not in ("mlx_lm", "fast")
+                    and not x.startswith("fast_")}
     return out
 
 
@@ -268,8 +301,8 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     from mlxprof.decode.optimize import optimize_model
     from mlxprof.provenance import collect
     res = {"model": name, "scale": args.scale, "provenance": collect(),
-           "config": {k: getattr(args, k) for k in ("tokens", "prompt", "steps",
-                                                     "rounds", "repeat")},
+           "config": {k: getattr(args, k) for k in ("tokens", "prompt", "steps", "rounds",
+                                                     "repeat", "loops", "yardstick_variants")},
            "stages": {}}
     path = out / f"gpu_round2_{name.replace('.', '_')}.json"
 
@@ -299,9 +332,11 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
         stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat,
                                                  bisect="bisect" not in args.skip))
     if "yardstick" not in args.skip:
-        stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps))
-    stage("rounds", lambda: rounds(contenders(lm, fast, args.variants), prompt, args.tokens,
-                                   args.rounds, deadline - args.profile_reserve, clock))
+        stage("yardstick", lambda: yardstick(lm, fast, prompt, args.steps,
+                                             args.yardstick_variants))
+    stage("rounds", lambda: rounds(contenders(lm, fast, args.variants, args.loops), prompt,
+                                   args.tokens, args.rounds, deadline - args.profile_reserve,
+                                   clock))
     if "profile" not in args.skip:
         stage("profile", lambda: profiled(lm, fast, prompt, args.profile_tokens))
     return res
@@ -322,8 +357,12 @@ def brief(res: dict) -> dict:
     return {"model": res["model"], "decode": {k: v for k, v in (r.get("decode") or {}).items()
                                               if k != "ratios"},
             "prompt_ratio_median": (r.get("prompt") or {}).get("ratio_median"),
+            "loops_decode_ratio_median": {k: v["decode"]["ratio_median"]
+                                          for k, v in (r.get("loops") or {}).items()},
             "n_rounds": r.get("n_rounds"), "yardstick_ok": y.get("ok"),
             "yardstick_conditioned": y.get("conditioned"),
+            "yardstick_variants": {k: v.get("passes", v.get("error"))
+                                   for k, v in (y.get("variants") or {}).items()},
             "deterministic": d.get("identical"), "profile": st.get("profile"),
             "seconds": res.get("seconds")}
 
@@ -345,14 +384,20 @@ def parse(argv=None):
                     help="comma list: determinism,bisect,yardstick,profile")
     ap.add_argument("--variants", default="",
                     help=f"fast variants also timed in the rounds: {','.join(VARIANTS)}")
+    ap.add_argument("--loops", default="",
+                    help=f"mlxprof loops on the original model also timed: {','.join(LOOPS)}")
+    ap.add_argument("--yardstick-variants", default="",
+                    help=f"fast variants also held to the yardstick: {','.join(YARD_VARIANTS)}")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
     if "profile" in args.skip:
         args.profile_reserve = 0.0
-    args.variants = [v for v in args.variants.split(",") if v]
-    if any(v not in VARIANTS for v in args.variants):
-        ap.error(f"--variants: known ones are {', '.join(VARIANTS)}")
+    for flag, known in (("variants", VARIANTS), ("loops", LOOPS),
+                        ("yardstick_variants", YARD_VARIANTS)):
+        setattr(args, flag, [v for v in getattr(args, flag).split(",") if v])
+        if any(v not in known for v in getattr(args, flag)):
+            ap.error(f"--{flag.replace('_', '-')}: known ones are {', '.join(known)}")
     if args.tokens < 2 or args.rounds < 1 or args.steps < 1 or args.repeat < 1:
         ap.error("need --tokens >= 2, --rounds >= 1, --steps >= 1, --repeat >= 1")
     return args

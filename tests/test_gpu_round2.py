@@ -14,6 +14,7 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "gpu_round2.py"),
            "--models", "qwen3-30b-a3b,smollm2-shape", "--scale", "tiny",
            "--tokens", "6", "--steps", "4", "--rounds", "2", "--repeat", "2", "--variants", "qmv_ops",
+           "--loops", "pipelined", "--yardstick-variants", "qmv_ops,moe_ops",
            "--profile-tokens", "4", "--budget", "200", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -27,8 +28,12 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
         assert len(st["determinism"]["fast"]["tokens"]) == 3
         assert st["yardstick"]["n_rows"] == 4 and "fast" in st["yardstick"]
         assert st["rounds"]["n_rounds"] == 2 and len(st["rounds"]["raw"]) == 2
-        assert st["rounds"]["raw"][1]["order"] == ["fast", "fast_qmv_ops", "mlx_lm"]
+        assert st["rounds"]["raw"][1]["order"] == ["fast", "fast_qmv_ops", "pipelined", "mlx_lm"]
         assert st["rounds"]["variants"]["fast_qmv_ops"]["decode"]["ratio_median"] > 0
+        assert st["rounds"]["loops"]["pipelined"]["decode"]["pipelined_median"] > 0
+        assert st["yardstick"]["variants"]["qmv_ops"]["passes"] in (True, False)
+        assert "error" in st["yardstick"]["variants"]["moe_ops"] or \
+            "passes" in st["yardstick"]["variants"]["moe_ops"]   # Options.experts may be there
         lo, hi = st["rounds"]["decode"]["ratio_ci95"]
         assert lo <= st["rounds"]["decode"]["ratio_median"] <= hi
         assert st["profile"]["fast"]["ops_per_tok"] < st["profile"]["mlx_lm"]["ops_per_tok"]

@@ -41,13 +41,16 @@ def test_a_changed_number_makes_the_page_stale(tmp_path):
     assert results_pages.stale(out, root) == ["run.md"]
 
 
-def _round2_call(folder, call, rounds, prov_commit="abc"):
+def _round2_call(folder, call, rounds, prov_commit="abc", pipelined=(), yardstick=None):
+    """A fake gpu_round2 JSON: rounds (mlx_lm, fast) tok/s, optionally pipelined tok/s."""
     raw = [{"round": i, "mlx_lm": {"decode_tok_per_s": m, "prompt_tok_per_s": 100.0},
             "fast": {"decode_tok_per_s": f, "prompt_tok_per_s": 110.0}}
            for i, (m, f) in enumerate(rounds)]
+    for r, p in zip(raw, pipelined):
+        r["pipelined"] = {"decode_tok_per_s": p, "prompt_tok_per_s": 100.0}
     data = {"model": "qwen3-8b", "provenance": {"device": "H200", "backend": "cuda",
                                                  "git_commit": prov_commit},
-            "stages": {"rounds": {"raw": raw}}}
+            "stages": {"rounds": {"raw": raw}, **({"yardstick": yardstick} if yardstick else {})}}
     (folder / call).mkdir(parents=True)
     (folder / call / "gpu_round2_qwen3-8b.json").write_text(json.dumps(data))
 
@@ -64,3 +67,38 @@ def test_gpu_calls_are_pooled_round_by_round(tmp_path):
     assert "round2.md" in pages and "[round2](round2.md)" in pages["index.md"]
     row = next(l for l in pages["round2.md"].splitlines() if l.startswith("| qwen3-8b"))
     assert "| 2 | 4 |" in row and "1.70x" in row and ">= 1.6x | yes |" in row
+
+
+def _dist(diff, agree, **more):
+    return {"rel_max_diff": diff, "argmax_agreement": agree, "agreement_with_mlx_lm": 1.0,
+            **more}
+
+
+def test_a_later_run_pools_pipelined_rounds_and_lists_yardstick_variants(tmp_path):
+    from mlxprof.lab import round2_page
+    run = tmp_path / "results" / "round3"
+    yard = {"n_rows": 4, "mlx_lm": _dist(0.01, 1.0), "fast": _dist(0.011, 1.0, passes=True),
+            "ok": True, "conditioned": True,
+            "variants": {"qmv_ops": _dist(0.012, 0.75, passes=False),
+                         "moe_ops": {"error": "TypeError: no field experts"}}}
+    _round2_call(run, "call1", [(100.0, 180.0), (110.0, 187.0)], pipelined=(96.0, 110.0),
+                 yardstick=yard)
+    _round2_call(run, "call2", [(90.0, 153.0), (105.0, 178.5)])
+    m = round2_page.pooled(run)["qwen3-8b"]
+    assert m["ratio"].n == 4 and m["ratio"].median == 1.7
+    assert m["pipelined_ratio"].n == 2 and m["pipelined_ratio"].median == 0.98   # 0.96, 1.0
+    assert [c for c, _ in m["yardstick_variants"]] == ["call1"]
+    page = results_pages.render_all(tmp_path / "results")["round3.md"]
+    assert page.startswith("# `fast` vs mlx-lm on the GPU: round3")
+    row = next(l for l in page.splitlines() if l.startswith("| qwen3-8b"))
+    assert "| >= 1.6x | yes | 0.98x [0.96-1.00]* |" in row
+    assert "fast 0.0110 / 1.000 (4 steps): passes" in row
+    assert ("- qwen3-8b, call1 (4 steps): mlx_lm 0.0100 / 1.000; qmv_ops 0.0120 / 0.750 "
+            "FAILS; moe_ops not built (TypeError: no field experts)") in page
+
+
+def test_a_run_without_pipelined_says_so(tmp_path):
+    _round2_call(tmp_path / "round2", "call1", [(100.0, 180.0), (110.0, 187.0)])
+    from mlxprof.lab import round2_page
+    page = round2_page.render(tmp_path / "round2", "round2")
+    assert "| >= 1.6x | yes | - |" in page and "Yardstick variants" not in page

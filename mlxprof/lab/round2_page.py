@@ -2,13 +2,16 @@
 
 Each call writes ``gpu_round2_<model>.json`` (stages: kernels, determinism,
 yardstick, interleaved rounds, profile). Calls are kept under
-``data/results/<run>/call<k>/``; this module pools the rounds of all calls of a
-run per model (ratios paired within each round, bootstrap interval over all
-rounds) and renders one markdown table with what produced it.
+``data/results/<run>/call<k>/`` (any run name: round2, round3, ...); this
+module pools the rounds of all calls of a run per model (ratios paired within
+each round, bootstrap interval over all rounds) and renders one markdown table
+with what produced it: `fast` and, where a call timed it (``--loops
+pipelined``), mlxprof's pipelined loop on the original model, each against
+mlx-lm; then the yardstick variants of `fast` where a call measured some.
 
 Example:
     >>> from mlxprof.lab import round2_page
-    >>> text = round2_page.render(results_dir() / "round2")   # doctest: +SKIP
+    >>> text = round2_page.render(results_dir() / "round2", "round2")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -45,26 +48,48 @@ def _stage(calls, key: str):
                  and not {"skipped", "error"} & set(d["stages"][key])), None)
 
 
+def _per_round(calls, key: str) -> dict[str, dict[str, float]]:
+    """{label: {"call/round": value of `key`}} over every call's raw rounds."""
+    out: dict = {}
+    for call, data in calls:
+        for r in (data["stages"].get("rounds") or {}).get("raw", []):
+            for label, run in r.items():
+                if isinstance(run, dict):
+                    out.setdefault(label, {})[f"{call}/{r['round']}"] = run[key]
+    return out
+
+
+def _variants(calls) -> list[tuple[str, dict]]:
+    """(call, yardstick stage) of each call whose yardstick measured variants."""
+    return [(c, d["stages"]["yardstick"]) for c, d in calls
+            if "variants" in (d["stages"].get("yardstick") or {})]
+
+
 def pooled(folder: Path) -> dict[str, dict]:
-    """Per model: tok/s and ratio Measurements over every call's rounds, and the checks."""
+    """Per model: tok/s and ratio Measurements over every call's rounds, and the checks.
+
+    ``pipelined_ratio`` pools only the rounds that timed ``pipelined`` (n=0 if none).
+
+    Example:
+        >>> pooled(results_dir() / "round2")["qwen3-8b"]["ratio"].median  # doctest: +SKIP
+        1.7
+    """
     out = {}
     for model, calls in _calls(folder).items():
-        mlx, fast, mlx_p, fast_p = {}, {}, {}, {}
-        for call, data in calls:
-            for r in (data["stages"].get("rounds") or {}).get("raw", []):
-                key = f"{call}/{r['round']}"
-                mlx[key] = r["mlx_lm"]["decode_tok_per_s"]
-                fast[key] = r["fast"]["decode_tok_per_s"]
-                mlx_p[key] = r["mlx_lm"]["prompt_tok_per_s"]
-                fast_p[key] = r["fast"]["prompt_tok_per_s"]
+        dec, pro = _per_round(calls, "decode_tok_per_s"), _per_round(calls, "prompt_tok_per_s")
+        mlx, fast = dec.get("mlx_lm", {}), dec.get("fast", {})
         out[model] = {
             "calls": [c for c, _ in calls],
             "provenance": [d["provenance"] for _, d in calls],
             "mlx_lm": Measurement(tuple(mlx.values()), label="mlx_lm", unit="tok/s"),
             "fast": Measurement(tuple(fast.values()), label="fast", unit="tok/s"),
             "ratio": paired_ratio(fast, mlx, label="fast / mlx_lm"),
-            "prompt_ratio": paired_ratio(fast_p, mlx_p, label="fast / mlx_lm prompt"),
+            "pipelined_ratio": paired_ratio(dec.get("pipelined", {}), mlx,
+                                            label="pipelined / mlx_lm"),
+            "prompt_ratio": paired_ratio(pro.get("fast", {}), pro.get("mlx_lm", {}),
+                                         label="fast / mlx_lm prompt"),
             "yardstick": _stage(calls, "yardstick"),
+            "yardstick_variants": _variants(calls),
             "determinism": _stage(calls, "determinism"),
             "profile": _stage(calls, "profile"),
         }
@@ -79,14 +104,41 @@ def _ops(p: dict | None, loop: str) -> str:
             f" / {d.get('submit_ms', float('nan')):.2f}")
 
 
+def _dist(name: str, d: dict) -> str:
+    """'name max diff / argmax' of one yardstick entry."""
+    return f"{name} {d['rel_max_diff']:.4f} / {d['argmax_agreement']:.3f}"
+
+
 def _yard(y: dict | None) -> str:
     if not y:
         return "-"
-    ref, cand = y["mlx_lm"], y["fast"]
-    return (f"mlx_lm {ref['rel_max_diff']:.4f} / {ref['argmax_agreement']:.3f}; "
-            f"fast {cand['rel_max_diff']:.4f} / {cand['argmax_agreement']:.3f} "
+    cand = y["fast"]
+    return (f"{_dist('mlx_lm', y['mlx_lm'])}; {_dist('fast', cand)} "
             f"({y['n_rows']} steps): {'passes' if cand['passes'] else 'FAILS'}"
             f"{'' if y['conditioned'] else ' (model not conditioned)'}")
+
+
+def _variant(name: str, d: dict) -> str:
+    if "error" in d:
+        return f"{name} not built ({d['error']})"
+    return f"{_dist(name, d)} {'passes' if d['passes'] else 'FAILS'}"
+
+
+def _variant_lines(models: dict) -> list[str]:
+    """The section under the table: each call's yardstick variants, per model."""
+    rows = [f"- {model}, {call} ({y['n_rows']} steps): {_dist('mlx_lm', y['mlx_lm'])}; "
+            + "; ".join(_variant(n, d) for n, d in y["variants"].items())
+            for model, m in models.items() for call, y in m["yardstick_variants"]]
+    if not rows:
+        return []
+    return ["", "## Yardstick variants", "",
+            "`fast` with one lever changed, measured against the same float32 reference "
+            "in the same call (max diff / argmax agreement; the bar is mlx_lm's, as in the "
+            "table).", ""] + rows
+
+
+def _ratio(m: Measurement) -> str:
+    return m.text(2) if m.n else "-"
 
 
 def _det(d: dict | None) -> str:
@@ -110,11 +162,12 @@ def render(folder: Path, rel: str) -> str:
              f"Cells: median [{CONFIDENCE:.0%} bootstrap interval of the median]; the ratio "
              "is the median of same-round ratios. `*`: noisy "
              f"({NOISE_RULE}). A target counts as reached only when the whole interval "
-             "clears it.", "",
+             "clears it. pipelined: mlxprof's pipelined loop on the unoptimized model, "
+             "over the rounds that timed it (`--loops pipelined`; `-`: none did).", "",
              "| model | calls | rounds | mlx_lm tok/s | fast tok/s | fast / mlx_lm | target | "
-             "reached | prompt tok/s: fast / mlx_lm | ops / host ms / in async_eval ms per token: mlx_lm | ... fast | "
+             "reached | pipelined / mlx_lm | prompt tok/s: fast / mlx_lm | ops / host ms / in async_eval ms per token: mlx_lm | ... fast | "
              "vs float32: max diff / argmax (yardstick) | repeatability |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in models.items():
         target = TARGETS.get(model)
         reached = ("-" if target is None or m["ratio"].n == 0
@@ -122,6 +175,6 @@ def render(folder: Path, rel: str) -> str:
         lines.append(" | ".join([
             f"| {model}", str(len(m["calls"])), str(m["ratio"].n), m["mlx_lm"].text(1),
             m["fast"].text(1), m["ratio"].text(2), f">= {target}x" if target else "-",
-            reached, m["prompt_ratio"].text(2), _ops(m["profile"], "mlx_lm"), _ops(m["profile"], "fast"),
+            reached, _ratio(m["pipelined_ratio"]), m["prompt_ratio"].text(2), _ops(m["profile"], "mlx_lm"), _ops(m["profile"], "fast"),
             _yard(m["yardstick"]), _det(m["determinism"])]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _variant_lines(models)) + "\n"
