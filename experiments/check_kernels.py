@@ -18,13 +18,18 @@ import json
 def self_checks(fast) -> dict:
     """Self-check value of each kernel family at `fast`'s shapes (an
     optimize_model result), and the exceptions of failed checks."""
-    from mlxprof.decode.kernels import (cuda_common, cuda_gdn_layer, cuda_moe, cuda_norm,
-                                  cuda_qmv, cuda_rope)
+    from mlxprof.decode.kernels import (cuda_common, cuda_experts, cuda_gdn_layer, cuda_moe,
+                                        cuda_norm, cuda_qmv, cuda_rope)
     from mlxprof.decode.optimize.ffn import MLP
     out = {}
     ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
     if ffn is not None:
         out["moe"] = cuda_moe.self_check(ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
+        if ffn.gate_up.qspec and cuda_experts.supported(ffn.gate_up.qspec, ffn.hidden,
+                                                        ffn.down.weight.shape[1]):
+            out["experts"] = cuda_experts.self_check(
+                ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1], ffn.hidden,
+                ffn.gate_up.qspec[0], ffn.shared is not None)
     mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
     if mixer is not None and cuda_gdn_layer.supported(mixer):
         out["gdn_fused"] = cuda_gdn_layer.self_check(mixer)

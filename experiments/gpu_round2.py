@@ -100,6 +100,8 @@ def kernels(fast) -> dict:
            "router_combine": sorted({f"{l.ffn.router_mode}/{l.ffn.combine}" for l in layers
                                      if hasattr(l.ffn, "router_mode")}),
            "add_norm": sorted({str(l.cuda_norm) for l in layers}),
+           "experts_kernel": sorted({str(l.ffn.experts_kernel) for l in layers
+                                     if hasattr(l.ffn, "experts_kernel")}),
            "qk_norm_rope": sorted({str(l.mixer.cuda_rope) for l in layers
                                    if hasattr(l.mixer, "cuda_rope")})}
     if on_cuda():
@@ -225,6 +227,7 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "shared_in_switch": {"shared_in_switch": True},
     "qmv_cuda": {"qmv": "cuda"},
     "qmv_ops": {"qmv": "ops"},
+    "moe_ops": {"experts": "ops"},
     "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
                    "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
 }
