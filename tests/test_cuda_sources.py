@@ -177,14 +177,13 @@ def test_experts_gate_up_kernel_compiles(tmp_path, shared):
     compile_ok(tmp_path, src)
 
 
-@pytest.mark.parametrize("shared,norm,n", [(True, True, 512), (False, False, 768)])
-def test_experts_down_kernel_compiles(tmp_path, shared, norm, n):
+@pytest.mark.parametrize("shared,n", [(True, 512), (False, 768)])
+def test_experts_down_kernel_compiles(tmp_path, shared, n):
     from mlxprof.decode.kernels import cuda_experts, cuda_qmv
-    ins = ([("act", BF16), ("inds", U32), ("scores", BF16), ("sgate", BF16), ("h", BF16)]
-           + QUANT + [("nw", BF16), ("eps", F32), ("vals", F32), ("ticket", U32)])
+    ins = [("act", BF16), ("inds", U32), ("scores", BF16), ("sgate", BF16), ("h", BF16)] + QUANT
     src = kernel_source(
-        "down", ins, [("out", BF16), ("n", BF16)],
+        "down", ins, [("out", BF16)],
         [("T", BF16), ("K", n), ("D", 2048), ("GS", 64), ("ROWS", cuda_experts.ROWS_DOWN),
-         ("WARPS", 1), ("KR", 8), ("SHARED", shared), ("NORM", norm)],
+         ("WARPS", 1), ("KR", 8), ("SHARED", shared)],
         cuda_experts._DOWN, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
     compile_ok(tmp_path, src)

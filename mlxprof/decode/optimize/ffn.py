@@ -181,10 +181,9 @@ class MoE(nn.Module):
     def use_experts_kernel(self) -> None:
         """Run one-token calls through cuda_experts (check experts_kernel_fits first)."""
         self.experts_kernel = True
-        object.__setattr__(self, "_state", cuda_experts.scratch(self.down.weight.shape[1]))
 
-    def _experts_fused(self, x, h, norm):
-        """route, then cuda_experts.gate_up and down_combine (+ the norm)."""
+    def _experts_fused(self, x, h):
+        """route, then cuda_experts.gate_up and down_combine."""
         inds, scores, ssum, gate = self._route(x)
         w = scores if ssum is None else scores / ssum
         qsb = lambda p: (p["weight"], p["scales"], p["biases"])
@@ -193,8 +192,7 @@ class MoE(nn.Module):
                                    qsb(sh.gate_up) if sh else None, gs)
         base = h if h is not None else mx.zeros_like(x)
         return cuda_experts.down_combine(
-            act, inds, w, gate, base, qsb(self.down), qsb(sh.down) if sh else None, gs,
-            norm, self._state if norm is not None else None)
+            act, inds, w, gate, base, qsb(self.down), qsb(sh.down) if sh else None, gs)
 
     def _route(self, x):
         """(inds, scores, ssum or None, sigmoid(shared gate) or None)."""
@@ -263,6 +261,8 @@ class MoE(nn.Module):
     def add_norm_to(self, h, x, w, eps: float, cuda: bool = False):
         """(h + self(x), rms_norm(of it, w, eps)): with combine="cuda" at one
         token the combine kernel does the add (and, with cuda, the norm)."""
+        if self.experts_kernel and x.size == x.shape[-1]:
+            return self._forward(x, h, norm=(w, eps))
         if self.combine == "cuda" and x.size == x.shape[-1]:
             if cuda:
                 return self._forward(x, h, norm=(w, eps_array(eps)))
@@ -272,7 +272,8 @@ class MoE(nn.Module):
 
     def _forward(self, x, h, norm=None):
         if self.experts_kernel and x.size == x.shape[-1]:
-            return self._experts_fused(x, h, norm)
+            y = self._experts_fused(x, h)
+            return y if norm is None else (y, mx.fast.rms_norm(y, *norm))
         inds, scores, ssum, gate = self._route(x)
         k = self.top_k
         if self.shared_in_switch:
