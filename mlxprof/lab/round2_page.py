@@ -86,6 +86,8 @@ def pooled(folder: Path) -> dict[str, dict]:
             "ratio": paired_ratio(fast, mlx, label="fast / mlx_lm"),
             "pipelined_ratio": paired_ratio(dec.get("pipelined", {}), mlx,
                                             label="pipelined / mlx_lm"),
+            "variant_ratios": {v: paired_ratio(dec[v], mlx, label=f"{v} / mlx_lm")
+                               for v in sorted(dec) if v.startswith("fast_")},
             "prompt_ratio": paired_ratio(pro.get("fast", {}), pro.get("mlx_lm", {}),
                                          label="fast / mlx_lm prompt"),
             "yardstick": _stage(calls, "yardstick"),
@@ -141,6 +143,23 @@ def _ratio(m: Measurement) -> str:
     return m.text(2) if m.n else "-"
 
 
+def _variant_ratios(m: dict) -> str:
+    """'fast_x a.bx [lo-hi]; ...' for the fast variants timed in the rounds."""
+    vs = m["variant_ratios"]
+    return "; ".join(f"{v} {_ratio(r)}" for v, r in vs.items()) if vs else "-"
+
+
+def _provenance_lines(models: dict) -> list[str]:
+    """One line per call: its commit, date and command (calls may differ)."""
+    seen = {}
+    for m in models.values():
+        for call, p in zip(m["calls"], m["provenance"]):
+            seen.setdefault((call, p.get("command")), p)
+    return [f"- {call}: commit {p.get('git_commit', '?')}"
+            f"{' (dirty)' if p.get('git_dirty') else ''}, {p.get('date', '?')[:16]}, "
+            f"`{cmd}`" for (call, cmd), p in sorted(seen.items())]
+
+
 def _det(d: dict | None) -> str:
     if not d:
         return "-"
@@ -148,26 +167,39 @@ def _det(d: dict | None) -> str:
     return "same tokens every run" if same else f"runs differ (first at {d.get('first_diff_vs_run0')})"
 
 
-def render(folder: Path, rel: str) -> str:
-    """The markdown page of one run folder (``rel``: its path under data/results)."""
-    models = pooled(folder)
-    prov = next(iter(models.values()))["provenance"][0] if models else {}
+_COLUMNS = ["model", "calls", "rounds", "mlx_lm tok/s", "fast tok/s", "fast / mlx_lm", "target",
+            "reached", "pipelined / mlx_lm", "variants / mlx_lm",
+            "prompt tok/s: fast / mlx_lm",
+            "ops / host ms / in async_eval ms per token: mlx_lm", "... fast",
+            "vs float32: max diff / argmax (yardstick)", "repeatability"]
+
+
+def _header(folder: Path, rel: str, prov: dict) -> list[str]:
+    """Title, what produced the page, how to read it, the folder's NOTE.md."""
     lines = [f"# `fast` vs mlx-lm on the GPU: {rel}", "",
              f"Generated from `data/results/{rel}/call*/gpu_round2_*.json` by "
              "`python -m mlxprof.lab.results_pages`; do not edit.", "",
              f"Measured on {prov.get('device', '?')} ({prov.get('backend', '?')}), MLX "
-             f"{prov.get('mlx', '?')}, mlx-lm {prov.get('mlx_lm', '?')}, commit "
-             f"{prov.get('git_commit', '?')}; command `{prov.get('command', '?')}`. "
+             f"{prov.get('mlx', '?')}, mlx-lm {prov.get('mlx_lm', '?')}; the calls (commit, "
+             "date, command) are listed under the table. "
              "Each call is a separate machine call; the rounds of all calls are pooled. "
              f"Cells: median [{CONFIDENCE:.0%} bootstrap interval of the median]; the ratio "
              "is the median of same-round ratios. `*`: noisy "
              f"({NOISE_RULE}). A target counts as reached only when the whole interval "
              "clears it. pipelined: mlxprof's pipelined loop on the unoptimized model, "
-             "over the rounds that timed it (`--loops pipelined`; `-`: none did).", "",
-             "| model | calls | rounds | mlx_lm tok/s | fast tok/s | fast / mlx_lm | target | "
-             "reached | pipelined / mlx_lm | prompt tok/s: fast / mlx_lm | ops / host ms / in async_eval ms per token: mlx_lm | ... fast | "
-             "vs float32: max diff / argmax (yardstick) | repeatability |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "over the rounds that timed it (`--loops pipelined`; `-`: none did). "
+             "variants: `fast` with one lever changed (`--variants`), same rounds.", ""]
+    note = folder / "NOTE.md"
+    if note.exists():
+        lines += [note.read_text().strip(), ""]
+    return lines + ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+
+
+def render(folder: Path, rel: str) -> str:
+    """The markdown page of one run folder (``rel``: its path under data/results)."""
+    models = pooled(folder)
+    prov = next(iter(models.values()))["provenance"][0] if models else {}
+    lines = _header(folder, rel, prov)
     for model, m in models.items():
         target = TARGETS.get(model)
         reached = ("-" if target is None or m["ratio"].n == 0
@@ -175,6 +207,9 @@ def render(folder: Path, rel: str) -> str:
         lines.append(" | ".join([
             f"| {model}", str(len(m["calls"])), str(m["ratio"].n), m["mlx_lm"].text(1),
             m["fast"].text(1), m["ratio"].text(2), f">= {target}x" if target else "-",
-            reached, _ratio(m["pipelined_ratio"]), m["prompt_ratio"].text(2), _ops(m["profile"], "mlx_lm"), _ops(m["profile"], "fast"),
-            _yard(m["yardstick"]), _det(m["determinism"])]) + " |")
-    return "\n".join(lines + _variant_lines(models)) + "\n"
+            reached, _ratio(m["pipelined_ratio"]), _variant_ratios(m),
+            m["prompt_ratio"].text(2), _ops(m["profile"], "mlx_lm"),
+            _ops(m["profile"], "fast"), _yard(m["yardstick"]),
+            _det(m["determinism"])]) + " |")
+    calls = ["", "## Calls", ""] + _provenance_lines(models)
+    return "\n".join(lines + _variant_lines(models) + calls) + "\n"
