@@ -289,6 +289,34 @@ def test_experts_kernel_references_equal_mlx_lm(arch):
     assert ours.experts_kernel_fits()
 
 
+@pytest.mark.parametrize("arch", ["qwen3_5_moe", "qwen3_moe"])
+def test_experts_kernel_path_wiring(monkeypatch, arch):
+    """MoE's experts-kernel path (route -> gate_up -> down_combine -> MLX's
+    RMSNorm), run on the CPU with each kernel replaced by its MLX-ops
+    reference, gives mlx-lm's h + block(x) and its norm bit-exactly: the
+    arguments reach the kernels in the order and shapes they expect."""
+    from mlxprof.decode.kernels import cuda_experts, cuda_moe
+    from mlxprof.decode.optimize.ffn import MoE
+    monkeypatch.setattr(cuda_moe, "route", cuda_moe.route_reference)
+    monkeypatch.setattr(cuda_experts, "gate_up", cuda_experts.gate_up_reference)
+    monkeypatch.setattr(cuda_experts, "down_combine", cuda_experts.down_combine_reference)
+    orig, _ = model(arch)
+    blk = getattr(orig, "language_model", orig).model.layers[-1].mlp
+    ours = MoE(blk)
+    ours.router_mode = ours.combine = "cuda"
+    assert ours.experts_kernel_fits()
+    ours.use_experts_kernel()
+    ks = mx.random.split(mx.random.key(10), 2)
+    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
+    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
+    w = mx.ones((64,), mx.bfloat16)
+    want = h + blk(x)
+    got, normed = ours.add_norm_to(h, x, w, 1e-6, cuda=True)
+    assert mx.array_equal(got, want)
+    assert mx.array_equal(normed, mx.fast.rms_norm(want, w, 1e-6))
+    assert mx.array_equal(ours.add_to(h, x), want)
+
+
 def test_cuda_only_levers_refuse_cpu():
     orig, _ = model("qwen3_5_moe")
     for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"experts": "cuda"},
