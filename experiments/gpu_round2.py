@@ -280,7 +280,8 @@ def summarize(raw: list[dict], labels: list[str]) -> dict:
 
 
 def profiled(lm, fast, prompt, n: int) -> dict:
-    """Per-token medians of one profiled run of each loop (ops counted)."""
+    """Per-token medians of one profiled run of each loop (ops counted, in
+    total and by primitive: where the remaining ops of `fast` are)."""
     from mlxprof import Profiler, decode
     out = {}
     for loop, model in (("mlx_lm", lm.model), ("fast", fast)):
@@ -292,6 +293,9 @@ def profiled(lm, fast, prompt, n: int) -> dict:
         out[loop] = {k: float(df[c].median()) for k, c in (
             ("ops_per_tok", "ops_total"), ("host_ms", "host_ms"), ("wall_ms", "wall_ms"),
             ("submit_ms", "submit_ms"), ("blocked_ms", "blocked_ms")) if c in df}
+        out[loop]["ops_by_primitive"] = {c[4:]: float(df[c].median()) for c in df.columns
+                                         if c.startswith("ops_") and c != "ops_total"
+                                         and df[c].median() > 0}
         log(f"  profile {loop}: {out[loop]}")
     return out
 
