@@ -239,22 +239,31 @@ def test_router_variants_close_per_block(opts):
     assert rel < 0.05, rel
 
 
+def _moe_block(arch: str, seed: int):
+    """(mlx-lm's last MoE block, our MoE of it, x, h): one token, bf16."""
+    from mlxprof.decode.optimize.ffn import MoE
+    orig, _ = model(arch)
+    blk = getattr(orig, "language_model", orig).model.layers[-1].mlp
+    ks = mx.random.split(mx.random.key(seed), 2)
+    x, h = (mx.random.normal((1, 1, 64), key=k).astype(mx.bfloat16) for k in ks)
+    return blk, MoE(blk), x, h
+
+
+def _route(ours, x):
+    """cuda_moe's routing contract in MLX ops: (inds, weights, shared gate)."""
+    from mlxprof.decode.kernels import cuda_moe
+    return cuda_moe.route_reference(ours.router(x), ours.top_k, ours.num_experts,
+                                    ours.norm_topk_prob, ours.has_shared)
+
+
 @pytest.mark.parametrize("arch", ["qwen3_5_moe", "qwen3_moe"])
 def test_moe_kernel_references_equal_mlx_lm(arch):
     """route_reference + combine_reference (the contracts cuda_moe's kernels
     are checked against on the GPU) give mlx-lm's block output bit-exactly,
     residual add included."""
     from mlxprof.decode.kernels import cuda_moe
-    from mlxprof.decode.optimize.ffn import MoE
-    orig, _ = model(arch)
-    inner = getattr(orig, "language_model", orig).model
-    blk = inner.layers[-1].mlp
-    ours = MoE(blk)
-    ks = mx.random.split(mx.random.key(8), 2)
-    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
-    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
-    inds, w, sg = cuda_moe.route_reference(ours.router(x), ours.top_k, ours.num_experts,
-                                           ours.norm_topk_prob, ours.has_shared)
+    blk, ours, x, h = _moe_block(arch, 8)
+    inds, w, sg = _route(ours, x)
     shared = ours.shared(x) if ours.has_shared else None
     got = cuda_moe.combine_reference(ours._experts(x, inds), w, h,
                                      sg if ours.has_shared else None, shared)
@@ -268,16 +277,9 @@ def test_experts_kernel_references_equal_mlx_lm(arch):
     checked against its kernels on the GPU) after route_reference give
     mlx-lm's block output plus the residual bit-exactly; the block fits the
     kernels (4-bit experts, fused gate/up, a shared expert of the same width)."""
-    from mlxprof.decode.kernels import cuda_experts, cuda_moe
-    from mlxprof.decode.optimize.ffn import MoE
-    orig, _ = model(arch)
-    blk = getattr(orig, "language_model", orig).model.layers[-1].mlp
-    ours = MoE(blk)
-    ks = mx.random.split(mx.random.key(9), 2)
-    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
-    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
-    inds, w, sg = cuda_moe.route_reference(ours.router(x), ours.top_k, ours.num_experts,
-                                           ours.norm_topk_prob, ours.has_shared)
+    from mlxprof.decode.kernels import cuda_experts
+    blk, ours, x, h = _moe_block(arch, 9)
+    inds, w, sg = _route(ours, x)
     qsb = lambda p: (p["weight"], p["scales"], p["biases"])
     sh, gs = ours.shared, ours.gate_up.qspec[0]
     act = cuda_experts.gate_up_reference(x, inds, qsb(ours.gate_up),
@@ -296,19 +298,13 @@ def test_experts_kernel_path_wiring(monkeypatch, arch):
     reference, gives mlx-lm's h + block(x) and its norm bit-exactly: the
     arguments reach the kernels in the order and shapes they expect."""
     from mlxprof.decode.kernels import cuda_experts, cuda_moe
-    from mlxprof.decode.optimize.ffn import MoE
     monkeypatch.setattr(cuda_moe, "route", cuda_moe.route_reference)
     monkeypatch.setattr(cuda_experts, "gate_up", cuda_experts.gate_up_reference)
     monkeypatch.setattr(cuda_experts, "down_combine", cuda_experts.down_combine_reference)
-    orig, _ = model(arch)
-    blk = getattr(orig, "language_model", orig).model.layers[-1].mlp
-    ours = MoE(blk)
+    blk, ours, x, h = _moe_block(arch, 10)
     ours.router_mode = ours.combine = "cuda"
     assert ours.experts_kernel_fits()
     ours.use_experts_kernel()
-    ks = mx.random.split(mx.random.key(10), 2)
-    x = mx.random.normal((1, 1, 64), key=ks[0]).astype(mx.bfloat16)
-    h = mx.random.normal((1, 1, 64), key=ks[1]).astype(mx.bfloat16)
     w = mx.ones((64,), mx.bfloat16)
     want = h + blk(x)
     got, normed = ours.add_norm_to(h, x, w, 1e-6, cuda=True)
