@@ -68,6 +68,12 @@ def ops_call(b):
     return h, mx.fast.rms_norm(h, b["w"], 1e-6)
 
 
+def per_call_ms(r, fns, calls) -> dict:
+    """{name: {median, ci95}} in ms per call from time_rounds' Measurements."""
+    return {k: {"median": r[k].median * 1e3 / calls,
+                "ci95": [c * 1e3 / calls for c in r[k].ci]} for k in fns}
+
+
 def batch(fn, calls):
     return lambda: mx.eval([fn() for _ in range(calls)])
 
@@ -113,7 +119,7 @@ def main() -> int:
                act, b["inds"], b["scores"], b["sg"], b["h"], b["dn"], b["sdn"], b["gs"]),
                args.calls)}
     r = time_rounds(fns, rounds=args.rounds, rotate=True)
-    out["random_ms_per_call"] = {k: r[k].median * 1e3 / args.calls for k in fns}
+    out["random_ms_per_call"] = per_call_ms(r, fns, args.calls)
     print("random weights, ms per call:", out["random_ms_per_call"], flush=True)
     if args.model:
         lm, moe, on, run = model_block(args.model)
@@ -121,7 +127,7 @@ def main() -> int:
         if on:
             fns = {"kernels": batch(run(True), args.calls), "ops": batch(run(False), args.calls)}
             r = time_rounds(fns, rounds=args.rounds, rotate=True)
-            out["model_ms_per_call"] = {k: r[k].median * 1e3 / args.calls for k in fns}
+            out["model_ms_per_call"] = per_call_ms(r, fns, args.calls)
             moe.experts_kernel = True
             print("model block, ms per call:", out["model_ms_per_call"], flush=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))
