@@ -280,7 +280,7 @@ def test_experts_kernel_references_equal_mlx_lm(arch):
     from mlxprof.decode.kernels import cuda_experts
     blk, ours, x, h = _moe_block(arch, 9)
     inds, w, sg = _route(ours, x)
-    qsb = lambda p: (p["weight"], p["scales"], p["biases"])
+    from mlxprof.decode.optimize.ffn import quantized as qsb
     sh, gs = ours.shared, ours.gate_up.qspec[0]
     act = cuda_experts.gate_up_reference(x, inds, qsb(ours.gate_up),
                                          qsb(sh.gate_up) if sh else None, gs)
@@ -304,7 +304,7 @@ def test_experts_kernel_path_wiring(monkeypatch, arch):
     blk, ours, x, h = _moe_block(arch, 10)
     ours.router_mode = ours.combine = "cuda"
     assert ours.experts_kernel_fits()
-    ours.use_experts_kernel()
+    ours.experts_kernel = True
     w = mx.ones((64,), mx.bfloat16)
     want = h + blk(x)
     got, normed = ours.add_norm_to(h, x, w, 1e-6, cuda=True)

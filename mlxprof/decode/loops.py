@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Callable, Iterator, Optional, Union
 
 import mlx.core as mx
+import numpy as np
 
 __all__ = [
     "Loop", "LOOPS", "stream", "get_loop", "register", "check_args", "vocab_size",
@@ -104,8 +105,6 @@ def check_args(prompt, max_tokens: int, vocab: Optional[int] = None) -> mx.array
 
 
 def _as_ids(prompt) -> mx.array:
-    import numpy as np
-
     ids = np.asarray(prompt)
     if ids.dtype.kind in "iu":          # beyond int32 would wrap around in mx.array
         _refuse_outside(ids.ravel(), 2**31, "[0, 2**31)")
@@ -114,8 +113,6 @@ def _as_ids(prompt) -> mx.array:
 
 def _check_ids(prompt: mx.array, vocab: Optional[int]) -> None:
     """Refuse ids outside [0, vocab) before the model sees them."""
-    import numpy as np
-
     # memoryview: read the ids without a hooked call, so a profile of the loop
     # does not show the check as a sync point of the user's code.
     ids = np.asarray(memoryview(prompt))
@@ -126,8 +123,6 @@ def _check_ids(prompt: mx.array, vocab: Optional[int]) -> None:
 
 
 def _refuse_outside(ids, high, where: str) -> None:
-    import numpy as np
-
     bad = np.flatnonzero((ids < 0) | (ids >= high))
     if bad.size:
         i = int(bad[0])

@@ -101,10 +101,9 @@ class Options:
     experts="cuda" runs an MoE block's experts at one token as two CUDA
     kernels (cuda_experts.py): the top-k experts' and the shared expert's
     gate/up with SwiGLU in one, their down projections with the weighted
-    combine, the residual add and the next RMSNorm in the other (with the
-    routing kernel: four kernels per MoE block instead of about a dozen);
-    "auto" picks it on a CUDA GPU with router/combine "cuda" when its
-    self-check passes; "ops" keeps gather_qmm.
+    combine and the residual add in the other (the next RMSNorm stays
+    MLX's); "auto" picks it on a CUDA GPU with router/combine "cuda" when
+    its self-check passes; "ops" keeps gather_qmm.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
     rounding by construction (on the CPU the fused general path was 0.8-0.96x

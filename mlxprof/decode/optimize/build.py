@@ -67,7 +67,7 @@ def _experts_kernel(moe, blk, o) -> None:
                                       moe.gate_up.qspec[0], moe.shared is not None)
         if err >= 1e-2:
             return
-    moe.use_experts_kernel()
+    moe.experts_kernel = True
 
 
 def _ffn(mlp, o):

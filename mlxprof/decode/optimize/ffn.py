@@ -88,6 +88,11 @@ class _Pair(nn.Module):
         return mx.concatenate([self.a(x, *args, **kw), self.b(x, *args, **kw)], -1)
 
 
+def quantized(p) -> tuple:
+    """(weight, scales, biases) of a quantized Proj or SwitchProj."""
+    return p["weight"], p["scales"], p["biases"]
+
+
 def _gather_sort(x, indices):
     *_, m = indices.shape
     indices = indices.flatten()
@@ -159,7 +164,7 @@ class MoE(nn.Module):
             raise NotImplementedError(f"MoE experts not supported: {e}") from e
         self.shared = (MLP.from_mlx_lm(shared, fuse_gate_up) if self.has_shared
                        and not self.shared_in_switch else None)
-        self.experts_kernel = False     # set by use_experts_kernel()
+        self.experts_kernel = False     # build sets it when experts_kernel_fits()
 
     def experts_kernel_fits(self) -> bool:
         """True when the experts (and the shared expert) can run as
@@ -178,21 +183,16 @@ class MoE(nn.Module):
             isinstance(p, Proj) and p.qspec == gu.qspec and "biases" in p and "bias" not in p
             for p in (sh.gate_up, sh.down)) and sh.hidden == self.hidden
 
-    def use_experts_kernel(self) -> None:
-        """Run one-token calls through cuda_experts (check experts_kernel_fits first)."""
-        self.experts_kernel = True
-
     def _experts_fused(self, x, h):
         """route, then cuda_experts.gate_up and down_combine."""
         inds, scores, ssum, gate = self._route(x)
         w = scores if ssum is None else scores / ssum
-        qsb = lambda p: (p["weight"], p["scales"], p["biases"])
         sh, gs = self.shared, self.gate_up.qspec[0]
-        act = cuda_experts.gate_up(x, inds, qsb(self.gate_up),
-                                   qsb(sh.gate_up) if sh else None, gs)
+        act = cuda_experts.gate_up(x, inds, quantized(self.gate_up),
+                                   quantized(sh.gate_up) if sh else None, gs)
         base = h if h is not None else mx.zeros_like(x)
-        return cuda_experts.down_combine(
-            act, inds, w, gate, base, qsb(self.down), qsb(sh.down) if sh else None, gs)
+        return cuda_experts.down_combine(act, inds, w, gate, base, quantized(self.down),
+                                         quantized(sh.down) if sh else None, gs)
 
     def _route(self, x):
         """(inds, scores, ssum or None, sigmoid(shared gate) or None)."""
@@ -259,10 +259,12 @@ class MoE(nn.Module):
         return self._forward(x, h)
 
     def add_norm_to(self, h, x, w, eps: float, cuda: bool = False):
-        """(h + self(x), rms_norm(of it, w, eps)): with combine="cuda" at one
-        token the combine kernel does the add (and, with cuda, the norm)."""
+        """(h + self(x), rms_norm(of it, w, eps)): at one token the experts
+        kernel (experts_kernel) or the combine kernel (combine="cuda") does
+        the add (the combine kernel, with cuda, the norm too)."""
         if self.experts_kernel and x.size == x.shape[-1]:
-            return self._forward(x, h, norm=(w, eps))
+            y = self._experts_fused(x, h)
+            return y, mx.fast.rms_norm(y, w, eps)
         if self.combine == "cuda" and x.size == x.shape[-1]:
             if cuda:
                 return self._forward(x, h, norm=(w, eps_array(eps)))
@@ -272,8 +274,7 @@ class MoE(nn.Module):
 
     def _forward(self, x, h, norm=None):
         if self.experts_kernel and x.size == x.shape[-1]:
-            y = self._experts_fused(x, h)
-            return y if norm is None else (y, mx.fast.rms_norm(y, *norm))
+            return self._experts_fused(x, h)
         inds, scores, ssum, gate = self._route(x)
         k = self.top_k
         if self.shared_in_switch:
