@@ -27,7 +27,7 @@ from mlxprof.decode.kernels import cuda_experts, cuda_moe, cuda_qmv
 from mlxprof.decode.kernels.cuda_norm import add_norm, eps_array
 from .fuse import Proj, SwitchProj, fuse_linears, fuse_switch
 
-__all__ = ["MLP", "MoE", "swiglu", "ROUTERS", "COMBINES"]
+__all__ = ["MLP", "MoE", "swiglu", "quantized", "ROUTERS", "COMBINES"]
 
 ROUTERS = ("exact", "topk_softmax", "cuda")
 COMBINES = ("exact", "matmul", "cuda")
