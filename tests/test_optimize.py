@@ -395,3 +395,28 @@ def test_smollm2_greedy_text_identical():
         ref = list(generate.mlx_lm_loop(m, ids, 6))
         assert list(generate.pipelined_loop(opt, ids, 6)) == ref, text
         assert tok.decode(ref).strip()
+
+
+def test_experts_float32_reference_is_close_to_the_bf16_one():
+    """cuda_experts' self-check judges the kernels by their distance to a
+    float32 run of the same contracts; on the CPU that float32 run and the
+    bf16 MLX-ops references agree to bf16 rounding (weights as mx.quantize
+    returns them, a list)."""
+    from mlxprof.decode.kernels import cuda_experts as ce
+    from mlxprof.decode.kernels.cuda_common import rel_diff
+    ks = mx.random.split(mx.random.key(3), 6)
+    gs, n_exp, k, dim, n = 64, 8, 2, 128, 64
+    gu = ce._quantized(ks[0], (n_exp, 2 * n, dim), gs)
+    dn = ce._quantized(ks[1], (n_exp, dim, n), gs)
+    sgu, sdn = ce._quantized(ks[2], (2 * n, dim), gs), ce._quantized(ks[3], (dim, n), gs)
+    x, h = (mx.random.normal((1, 1, dim), key=key).astype(mx.bfloat16) for key in ks[4:])
+    inds = mx.array([[[5, 2]]], mx.uint32)
+    scores, sg = mx.array([[[0.75, 0.25]]], mx.bfloat16), mx.array([[[0.5]]], mx.bfloat16)
+    act = ce.gate_up_reference(x, inds, gu, sgu, gs)
+    out = ce.down_combine_reference(act, inds, scores, sg, h, dn, sdn, gs)
+    act32 = ce._swiglu_rows(x, ce._slots(inds, ce._f32(gu, gs), ce._f32(sgu, gs)),
+                            ce._f32_matmul, n)
+    out32 = ce._combine_rows(act32, ce._slots(inds, ce._f32(dn, gs), ce._f32(sdn, gs)), k,
+                             scores, sg, h, ce._f32_matmul)
+    assert act.shape == act32.shape == (3, n) and out.shape == out32.shape == (1, 1, dim)
+    assert rel_diff(act, act32) < 0.03 and rel_diff(out, out32) < 0.01

@@ -199,36 +199,45 @@ def down_combine(act, inds, scores, sgate, h, experts, shared, group_size: int):
 
 
 # -- the same contracts in MLX ops (CPU tests, GPU self-check) ------------------
-def _qmm(x, w, s, b, gs):
-    return mx.quantized_matmul(x, w, s, b, transpose=True, group_size=gs, bits=4)
+def _slots(inds, experts, shared) -> list:
+    """Each slot's weight: the picked experts' (in order), then the shared one's.
+    `experts` is a float matrix stack or quantized (w, scales, biases)."""
+    picked = [experts[e] if isinstance(experts, mx.array) else tuple(a[e] for a in experts)
+              for e in inds.reshape(-1).tolist()]
+    return picked + ([shared] if shared is not None else [])
 
 
-def gate_up_reference(x, inds, experts, shared, group_size: int):
-    """gate_up() in MLX ops: each slot's quantized matmul, then nn.silu(g) * u."""
-    w, s, b = experts
-    rows = [(w[e], s[e], b[e]) for e in inds.reshape(-1).tolist()]
-    if shared is not None:
-        rows.append(shared)
-    x1 = x.reshape(1, -1)
-    n = w.shape[1] // 2
+def _swiglu_rows(x, slots, matmul, n: int):
     outs = []
-    for ws, ss, bs in rows:
-        g, u = mx.split(_qmm(x1, ws, ss, bs, group_size), [n], axis=-1)
+    for w in slots:
+        g, u = mx.split(matmul(x.reshape(1, -1), w), [n], axis=-1)
         outs.append(nn.silu(g) * u)
     return mx.concatenate(outs, axis=0)
 
 
+def _combine_rows(act, slots, k: int, scores, sgate, h, matmul):
+    y = mx.concatenate([matmul(act[j:j + 1], w) for j, w in enumerate(slots[:k])], axis=0)
+    r = (y.reshape(h.shape[:-1] + (k, -1)) * scores[..., None].astype(y.dtype)).sum(axis=-2)
+    if len(slots) > k:
+        r = r + sgate.astype(y.dtype) * matmul(act[k:k + 1], slots[k]).reshape(h.shape)
+    return h.astype(y.dtype) + r
+
+
+def _qmm(group_size: int):
+    return lambda x, w: mx.quantized_matmul(x, *w, transpose=True, group_size=group_size,
+                                            bits=4)
+
+
+def gate_up_reference(x, inds, experts, shared, group_size: int):
+    """gate_up() in MLX ops: each slot's quantized matmul, then nn.silu(g) * u."""
+    return _swiglu_rows(x, _slots(inds, experts, shared), _qmm(group_size),
+                        experts[0].shape[1] // 2)
+
+
 def down_combine_reference(act, inds, scores, sgate, h, experts, shared, group_size: int):
-    """down_combine() (without the norm) in MLX ops, in mlx-lm's order."""
-    w, s, b = experts
-    idx = inds.reshape(-1).tolist()
-    ys = [_qmm(act[j:j + 1], w[e], s[e], b[e], group_size) for j, e in enumerate(idx)]
-    y = mx.concatenate(ys, axis=0).reshape(h.shape[:-1] + (len(idx), -1))
-    r = (y * scores[..., None]).sum(axis=-2)
-    if shared is not None:
-        ys_ = _qmm(act[len(idx):len(idx) + 1], *shared, group_size).reshape(h.shape)
-        r = r + sgate * ys_
-    return h + r
+    """down_combine() in MLX ops, in mlx-lm's order."""
+    return _combine_rows(act, _slots(inds, experts, shared), inds.size, scores, sgate, h,
+                         _qmm(group_size))
 
 
 def self_check(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
@@ -248,27 +257,14 @@ def _quantized(key, shape, gs):
 
 
 def _f32(qsb, gs):
-    """The float32 matrix of a quantized (w, scales, biases)."""
+    """The float32 matrix of a quantized (w, scales, biases); None stays None."""
+    if qsb is None:
+        return None
     return mx.dequantize(*qsb, group_size=gs, bits=4).astype(mx.float32)
 
 
-def _f32_act(x, inds, gu, sgu):
-    rows = [gu[e] for e in inds.reshape(-1).tolist()] + ([sgu] if sgu is not None else [])
-    n = gu.shape[1] // 2
-    outs = []
-    for w in rows:
-        g, u = mx.split(x.reshape(1, -1).astype(mx.float32) @ w.T, [n], axis=-1)
-        outs.append(nn.silu(g) * u)
-    return mx.concatenate(outs, axis=0)
-
-
-def _f32_out(act, inds, scores, sg, h, dn, sdn):
-    idx = inds.reshape(-1).tolist()
-    y = mx.concatenate([act[j:j + 1] @ dn[e].T for j, e in enumerate(idx)], axis=0)
-    r = (y.reshape(h.shape[:-1] + (len(idx), -1)) * scores[..., None].astype(mx.float32)).sum(-2)
-    if sdn is not None:
-        r = r + sg.astype(mx.float32) * (act[len(idx):] @ sdn.T).reshape(h.shape)
-    return h.astype(mx.float32) + r
+def _f32_matmul(x, w):
+    return x.astype(mx.float32) @ w.T
 
 
 def _check(n_experts: int, k: int, dim: int, n: int, gs: int, shared: bool) -> float:
@@ -283,9 +279,9 @@ def _check(n_experts: int, k: int, dim: int, n: int, gs: int, shared: bool) -> f
     inds = mx.random.permutation(n_experts, key=ks[6])[:k].astype(mx.uint32).reshape(1, 1, k)
     scores = mx.softmax(mx.random.normal((1, 1, k), key=ks[7]), axis=-1).astype(dt)
     sg = mx.sigmoid(mx.random.normal((1, 1, 1), key=ks[8])).astype(dt) if shared else None
-    f = lambda q: _f32(q, gs) if q is not None else None
-    act32 = _f32_act(x, inds, f(gu), f(sgu))
-    out32 = _f32_out(act32, inds, scores, sg, h, f(dn), f(sdn))
+    act32 = _swiglu_rows(x, _slots(inds, _f32(gu, gs), _f32(sgu, gs)), _f32_matmul, n)
+    out32 = _combine_rows(act32, _slots(inds, _f32(dn, gs), _f32(sdn, gs)), k, scores, sg,
+                          h, _f32_matmul)
     act0 = gate_up_reference(x, inds, gu, sgu, gs)
     out0 = down_combine_reference(act0, inds, scores, sg, h, dn, sdn, gs)
     act1 = gate_up(x, inds, gu, sgu, gs)
