@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from mlxprof.events import MlxprofError
 from mlxprof.profiler import Profiler
-from mlxprof.steps import RULES, EvalSteps, MlxLmSteps, with_steps
+from mlxprof.steps import RULES, EvalSteps, MlxLmSteps
 
 SUFFIX = ".mlxprof.json.gz"
 STEP_MODES = ("auto", "none", "eval")
@@ -217,7 +217,7 @@ def _profile(program: Program, prof: Profiler, steps: str, shield: "_Shield"):
     prof.meta.update(steps=rule, steps_rule=RULES[rule])
     rec = prof.recording
     if rule == "eval":
-        rec = with_steps(rec, eval_steps.final_steps(rec))
+        rec = eval_steps.apply(rec)
     return code, ending, terminated, rec
 
 
