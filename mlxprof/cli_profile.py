@@ -151,11 +151,11 @@ def _show(args) -> int:
 
 def _derived(recording: str, suffix: str) -> Path:
     """REC's name with `suffix`, numbered so it never replaces a file."""
-    from mlxprof.runner import SUFFIX, unused_path
+    from mlxprof.recording import split_name
+    from mlxprof.runner import unused_path
 
-    name = Path(recording).name
-    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else Path(recording).stem
-    return unused_path(stem, suffix)
+    stem, known = split_name(recording)
+    return unused_path(stem if known else Path(recording).stem, suffix)
 
 
 def _write_view(args, suffix: str, what: str, write) -> int:

@@ -306,3 +306,10 @@ def test_compare_recordings_from_python(tmp_path):
     assert df.attrs["steps"] == {"a": 4, "b": 5}
     with pytest.raises(mlxprof.MlxprofError, match="at least two"):
         mlxprof.compare_recordings([a])
+
+
+def test_plain_json_recordings_are_named_like_gzipped_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = _recording(tmp_path, "a.json", 3), _recording(tmp_path, "b.mlxprof.json.gz", 3)
+    assert list(mlxprof.compare_recordings([a, b]).columns) == ["a", "b", "b/a", "b noise"]
+    assert main(["report", a]) == 0 and (tmp_path / "a.html").exists()
