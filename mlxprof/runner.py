@@ -225,12 +225,11 @@ def _execute(program: Program):
     """runpy the program as Python would; (exit code, how it ended, by SIGTERM?)."""
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     try:
+        sys.argv = [program.name] + list(program.args)
         if program.kind == "path":
-            sys.argv = [program.name] + list(program.args)
             _set_path0(str(Path(program.name).resolve().parent))
             runpy.run_path(program.name, run_name="__main__")
         else:
-            sys.argv = [program.name] + list(program.args)
             _set_path0(os.getcwd())
             runpy.run_module(program.name, run_name="__main__", alter_sys=True)
         return 0, "the program finished", False
@@ -276,7 +275,7 @@ def _user_frames(tb):
     return tb
 
 
-def _write(rec, output, trace, html, log) -> str:
+def _write(rec, output, trace, html, log) -> tuple[Path, str]:
     """Save the recording and the asked-for views; (where it went, a short note).
 
     If the recording cannot be written where asked (the disk changed while the
