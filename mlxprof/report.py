@@ -457,13 +457,14 @@ def _cast_lines(rec, n_steps, top=6) -> list[str]:
     """The dtype-leak flag of summary(): widened half-precision values, per token."""
     if not rec.options.get("count_ops") or not rec.casts:
         return []
+    from mlxprof.measure import median
+
     per_step = Counter(c[0] for c in rec.casts)
-    counts = sorted(per_step.get(i, 0) for i in range(max(n_steps, 1)))
-    median = counts[len(counts) // 2]
+    per_token = median([per_step.get(i, 0) for i in range(max(n_steps, 1))])
     kinds = ", ".join(sorted({f"{c[3]}->{c[4]}" for c in rec.casts}))
     frame = casts_frame(rec).head(top)
     return (["", f"Casts to a wider float: {len(rec.casts)} ops widened half-precision "
-             f"values ({kinds}), median {median} per token, each an AsType plus float32 work "
+             f"values ({kinds}), median {per_token:g} per token, each an AsType plus float32 work "
              "in a half-precision model. Deliberate where code keeps state in float32; a "
              "dtype leak where an mx.array constant (float32) meets a bf16/fp16 value: use a "
              "Python scalar or the model's dtype. Where:"]
