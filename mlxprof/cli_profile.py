@@ -111,8 +111,28 @@ def dispatch(args, prog: str) -> int:
             raise
         if isinstance(err, FileNotFoundError) and err.filename:
             err = f"no such file: {err.filename}"
-        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        return fail(prog, err)
+
+
+def fail(prog: str, err) -> int:
+    """Print `prog: error: <err on one line>` on stderr; returns the exit code 2.
+
+    Example:
+        >>> fail("mlxprof show", ValueError("bad   input"))   # doctest: +SKIP
+        2
+    """
+    print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+    return 2
+
+
+def one_line(err) -> str:
+    """An error's message on one line (its type's name when it has none).
+
+    Example:
+        >>> one_line(ValueError("bad   input")), one_line(KeyError())
+        ('bad input', 'KeyError')
+    """
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _run(args) -> int:
