@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 from mlxprof.cli_profile import COMMANDS as PROFILE_COMMANDS
 from mlxprof.cli_profile import add_commands as add_profile_commands
 from mlxprof.cli_profile import dispatch as dispatch_profile_command
+from mlxprof.cli_profile import fail, one_line
 
 __all__ = ["main", "build_parser"]
 
@@ -196,7 +197,7 @@ def _cmd_bench(args) -> int:
         result = bench.run(config=cfg, progress=not args.no_progress,
                            on_result=writer)
     except BaseException as err:
-        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else _one_line(err)
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else one_line(err)
         print(f"mlxprof bench: {writer.stopped(reason)}", file=sys.stderr)
         raise
     print(result.table())
@@ -233,11 +234,6 @@ def _cmd_ranks(args) -> int:
     return 0
 
 
-def _fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the `mlxprof` command; returns the exit code.
 
@@ -271,14 +267,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (BenchError, MlxprofError, FileNotFoundError, ValueError) as err:
         if os.environ.get("MLXPROF_DEBUG"):
             raise
-        return _fail(prog, _one_line(err))
+        return fail(prog, err)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130                          # 128 + SIGINT, like a shell
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

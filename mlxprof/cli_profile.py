@@ -111,8 +111,28 @@ def dispatch(args, prog: str) -> int:
             raise
         if isinstance(err, FileNotFoundError) and err.filename:
             err = f"no such file: {err.filename}"
-        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        return fail(prog, err)
+
+
+def fail(prog: str, err) -> int:
+    """Print `prog: error: <err on one line>` on stderr; returns the exit code 2.
+
+    Example:
+        >>> fail("mlxprof show", ValueError("bad   input"))   # doctest: +SKIP
+        2
+    """
+    print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+    return 2
+
+
+def one_line(err) -> str:
+    """An error's message on one line (its type's name when it has none).
+
+    Example:
+        >>> one_line(ValueError("bad   input")), one_line(KeyError())
+        ('bad input', 'KeyError')
+    """
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _run(args) -> int:
@@ -151,11 +171,11 @@ def _show(args) -> int:
 
 def _derived(recording: str, suffix: str) -> Path:
     """REC's name with `suffix`, numbered so it never replaces a file."""
-    from mlxprof.runner import SUFFIX, unused_path
+    from mlxprof.recording import split_name
+    from mlxprof.runner import unused_path
 
-    name = Path(recording).name
-    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else Path(recording).stem
-    return unused_path(stem, suffix)
+    stem, known = split_name(recording)
+    return unused_path(stem if known else Path(recording).stem, suffix)
 
 
 def _write_view(args, suffix: str, what: str, write) -> int:

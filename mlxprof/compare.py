@@ -15,6 +15,8 @@ import math
 import os
 
 from mlxprof.events import MlxprofError
+from mlxprof.measure import iqr, median
+from mlxprof.recording import split_name
 from mlxprof.report import _table
 
 _SKIP = {"step"}
@@ -22,11 +24,7 @@ _SKIP = {"step"}
 
 def _label(path_or_rec, i: int) -> str:
     if isinstance(path_or_rec, (str, os.PathLike)):
-        name = os.path.basename(os.fspath(path_or_rec))
-        for suffix in (".mlxprof.json.gz", ".json.gz", ".gz"):
-            if name.endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        return split_name(path_or_rec)[0]
     return f"rec{i}"
 
 
@@ -89,10 +87,8 @@ def compare_recordings(recordings, labels=None):
 
 
 def _median_iqr(series) -> tuple[float, float]:
-    s = series.dropna().astype(float)
-    if s.empty:
-        return math.nan, math.nan
-    return float(s.median()), float(s.quantile(0.75) - s.quantile(0.25))
+    values = series.dropna().astype(float)  # Int64 columns hold <NA> without count_ops
+    return median(values), iqr(values)
 
 
 def format_comparison(df) -> str:

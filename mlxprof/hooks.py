@@ -173,7 +173,6 @@ class Recorder:
         finally:
             _tls.busy = False
 
-
     def collective(self, kind, orig, args, kwargs):
         """Run an mx.distributed op builder; note its kind, bytes and group."""
         _tls.busy = True
@@ -191,7 +190,6 @@ class Recorder:
             return out
         finally:
             _tls.busy = False
-
 
     def note_cast(self, op, pair):
         """Record that `op` widened pair[0] to pair[1] (see mlxprof.graph.widening)."""
@@ -229,9 +227,9 @@ def _wrap(orig, kind, arrays_of):
 
 
 def _wrap_cast(orig, op):
-    def hooked(*args, **kwargs):
+    def hooked(*args, **kwargs):  # installed only for a Recorder that watches casts
         rec = _active
-        if rec is not None and rec.casts is not None and not _tls.busy:
+        if rec is not None and not _tls.busy:
             pair = widening(args, kwargs)
             if pair is not None:
                 rec.note_cast(op, pair)
@@ -314,25 +312,26 @@ def install(recorder: Recorder, numpy: bool = True) -> None:
                 "nesting is not supported (use Profiler(eval_lock=True) for both)")
         try:
             for owner, name, kind, arrays_of in targets(numpy):
-                own = vars(owner) if isinstance(owner, type) else owner.__dict__
-                had = name in own
-                orig = own[name] if had else getattr(owner, name)
-                _saved.append((owner, name, had, orig))
-                hooked = (_wrap_numpy(orig) if arrays_of is None
-                          else _wrap_collective(orig, kind) if arrays_of is _COLLECTIVE
-                          else _wrap(orig, kind, arrays_of))
-                setattr(owner, name, hooked)
+                _patch(owner, name, lambda orig: (
+                    _wrap_numpy(orig) if arrays_of is None
+                    else _wrap_collective(orig, kind) if arrays_of is _COLLECTIVE
+                    else _wrap(orig, kind, arrays_of)))
             if recorder.casts is not None:
                 for owner, name, op in cast_targets():
-                    own = vars(owner) if isinstance(owner, type) else owner.__dict__
-                    had = name in own
-                    orig = own[name] if had else getattr(owner, name)
-                    _saved.append((owner, name, had, orig))
-                    setattr(owner, name, _wrap_cast(orig, op))
+                    _patch(owner, name, lambda orig: _wrap_cast(orig, op))
             _active = recorder
         except BaseException:  # includes KeyboardInterrupt mid-install
             _restore_all()
             raise
+
+
+def _patch(owner, name, wrap) -> None:
+    """Replace `owner.name` by `wrap(original)`; remember how to put it back."""
+    own = vars(owner) if isinstance(owner, type) else owner.__dict__
+    had = name in own
+    orig = own[name] if had else getattr(owner, name)
+    _saved.append((owner, name, had, orig))
+    setattr(owner, name, wrap(orig))
 
 
 def uninstall(recorder: Recorder | None = None) -> None:

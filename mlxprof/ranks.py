@@ -182,16 +182,14 @@ class RankSet:
         """Per rank and collective kind: calls and bytes per token, over all steps."""
         import pandas as pd
 
+        from mlxprof.report import collective_totals
+
         rows = []
         for rank, rec in enumerate(self.recordings):
             n = max(len(rec.steps), 1)
-            kinds: dict = {}
-            for c in rec.collectives:
-                k = kinds.setdefault(c.kind, [0, 0])
-                k[0] += 1
-                k[1] += c.nbytes
-            rows += [{"rank": rank, "kind": k, "calls": v[0], "calls_per_token": v[0] / n,
-                      "bytes_per_token": v[1] / n} for k, v in kinds.items()]
+            rows += [{"rank": rank, "kind": k, "calls": calls, "calls_per_token": calls / n,
+                      "bytes_per_token": nbytes / n}
+                     for k, (calls, nbytes) in collective_totals(rec).items()]
         return pd.DataFrame(rows, columns=["rank", "kind", "calls", "calls_per_token",
                                            "bytes_per_token"])
 

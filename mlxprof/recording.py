@@ -224,6 +224,8 @@ def _read_json(path):
     opener = gzip.open if gzipped else open
     with opener(path, "rt", encoding="utf-8") as f:
         return json.load(f)
+
+
 def rank_path(path, dist: dict | None) -> str:
     """`path` with the rank of `dist` in it when the group has more than one rank.
 
@@ -240,11 +242,25 @@ def rank_path(path, dist: dict | None) -> str:
         return path.replace("{rank}", str(dist["rank"] if dist else 0))
     if not dist or dist.get("size") == 1:  # size None: launched, size not known
         return path
-    p, tag = Path(path), f".rank{dist['rank']}"
-    for suffix in (".mlxprof.json.gz", ".json.gz", ".gz", ".json"):
-        if p.name.endswith(suffix):
-            return str(p.with_name(p.name[:-len(suffix)] + tag + suffix))
-    return str(p.with_name(p.name + tag))
+    stem, suffix = split_name(path)
+    return str(Path(path).with_name(f"{stem}.rank{dist['rank']}{suffix}"))
+
+
+SUFFIXES = (".mlxprof.json.gz", ".json.gz", ".gz", ".json")  # longest first
+
+
+def split_name(path) -> tuple[str, str]:
+    """(stem, suffix) of a recording's file name; the suffix is one of SUFFIXES or ''.
+
+    Example:
+        >>> split_name("out/qwen3.5.mlxprof.json.gz"), split_name("run.bin")
+        (('qwen3.5', '.mlxprof.json.gz'), ('run.bin', ''))
+    """
+    name = os.path.basename(os.fspath(path))
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)], suffix
+    return name, ""
 
 
 def load(path) -> Recording:

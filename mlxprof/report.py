@@ -29,12 +29,18 @@ def _ms(ns) -> float:
 # wait; a call is cut at the step's edges, so the parts never exceed the wall
 # and host_ms is never negative. Calls of other threads that start inside the
 # step are summed apart (other_threads_*), never subtracted from the wall.
-def stepping_thread(rec, step) -> int:
-    """The thread whose time a step's row splits (old recordings: the busiest)."""
-    if step.thread_id is not None:
-        return step.thread_id
+def stepping_threads(rec) -> list[int]:
+    """Per step, the thread whose time its row splits (old recordings: the busiest).
+
+    Example:
+        >>> stepping_threads(rec)[:2]   # doctest: +SKIP
+        [140704, 140704]
+    """
+    if all(s.thread_id is not None for s in rec.steps):
+        return [s.thread_id for s in rec.steps]
     counts = Counter(e.thread_id for e in rec.events)
-    return counts.most_common(1)[0][0] if counts else 0
+    busiest = counts.most_common(1)[0][0] if counts else 0
+    return [busiest if s.thread_id is None else s.thread_id for s in rec.steps]
 
 
 def _overlap(a0, a1, b0, b1) -> int:
@@ -70,13 +76,10 @@ def _own_parts(r, seen, e, t0, t1) -> None:
     wait_end = e.start_ns + e.lock_wait_ns
     r["lock_wait_ns"] += _overlap(e.start_ns, wait_end, t0, t1)
     busy = _overlap(wait_end, e.end_ns, t0, t1)
-    if category(e.kind) == "submit":
-        r["submit_ns"] += busy
-    else:
-        r["blocked_ns"] += busy
+    cat = category(e.kind)
+    r["submit_ns" if cat == "submit" else "blocked_ns"] += busy
     if not t0 <= e.start_ns < t1:
         return  # counted in the step where it started
-    cat = category(e.kind)
     if cat == "submit":
         r["n_async_eval"] += 1
     elif cat == "eval":
@@ -94,8 +97,8 @@ def _own_parts(r, seen, e, t0, t1) -> None:
 def _step_rows(rec, thread):
     index = _Index(rec.events)
     rows, ops_seen = {}, Counter()
-    for s in rec.steps:
-        tid = thread if thread is not None else stepping_thread(rec, s)
+    for s, stepper in zip(rec.steps, stepping_threads(rec)):
+        tid = thread if thread is not None else stepper
         r = rows[s.index] = defaultdict(int)
         for e in index.own(tid, s.start_ns, s.end_ns):
             _own_parts(r, ops_seen, e, s.start_ns, s.end_ns)
@@ -223,8 +226,8 @@ def per_thread(rec):
     import pandas as pd
 
     agg: dict = defaultdict(lambda: defaultdict(int))
-    for s in rec.steps:
-        agg[stepping_thread(rec, s)]["steps"] += 1
+    for tid in stepping_threads(rec):
+        agg[tid]["steps"] += 1
     for e in rec.events:
         a = agg[e.thread_id]
         a["calls"] += 1
@@ -369,7 +372,7 @@ def summary(rec) -> str:
 
 def _thread_lines(rec, df) -> list[str]:
     """The split above is the stepping thread's; other threads get their own lines."""
-    threads = {e.thread_id for e in rec.events} | {stepping_thread(rec, s) for s in rec.steps}
+    threads = {e.thread_id for e in rec.events} | set(stepping_threads(rec))
     if len(threads) < 2:
         return []
     other = df["other_threads_ms"].sum()
@@ -399,17 +402,29 @@ def _ops_lines(rec, df) -> list[str]:
             "counted call), included in host_ms"]
 
 
+def collective_totals(rec) -> dict[str, list[int]]:
+    """{kind: [calls, bytes]} of the profile's collectives, kinds in first-seen order.
+
+    Example:
+        >>> collective_totals(rec)   # doctest: +SKIP
+        {'all_sum': [3, 96]}
+    """
+    totals: dict = {}
+    for c in rec.collectives:
+        t = totals.setdefault(c.kind, [0, 0])
+        t[0] += 1
+        t[1] += c.nbytes
+    return totals
+
+
 def _collective_lines(rec, df) -> list[str]:
     if not rec.collectives:
         return []
     d = rec.distributed or {}
     n = max(len(df), 1)
-    agg: dict = defaultdict(lambda: [0, 0])
-    for c in rec.collectives:
-        agg[c.kind][0] += 1
-        agg[c.kind][1] += c.nbytes
+    totals = collective_totals(rec)
     rows = [[k, calls, f"{calls / n:.2f}", f"{nbytes / n:.0f}"]
-            for k, (calls, nbytes) in sorted(agg.items(), key=lambda kv: -kv[1][0])]
+            for k, (calls, nbytes) in sorted(totals.items(), key=lambda kv: -kv[1][0])]
     wall, coll = df["wall_ms"].sum(), df["collective_ms"].sum()
     share = f"{100 * coll / wall:.1f}" if wall else "-"
     return (["", f"Collectives (rank {d.get('rank', '?')} of {d.get('size', '?')}, "
@@ -442,13 +457,14 @@ def _cast_lines(rec, n_steps, top=6) -> list[str]:
     """The dtype-leak flag of summary(): widened half-precision values, per token."""
     if not rec.options.get("count_ops") or not rec.casts:
         return []
+    from mlxprof.measure import median
+
     per_step = Counter(c[0] for c in rec.casts)
-    counts = sorted(per_step.get(i, 0) for i in range(max(n_steps, 1)))
-    median = counts[len(counts) // 2]
+    per_token = median([per_step.get(i, 0) for i in range(max(n_steps, 1))])
     kinds = ", ".join(sorted({f"{c[3]}->{c[4]}" for c in rec.casts}))
     frame = casts_frame(rec).head(top)
     return (["", f"Casts to a wider float: {len(rec.casts)} ops widened half-precision "
-             f"values ({kinds}), median {median} per token, each an AsType plus float32 work "
+             f"values ({kinds}), median {per_token:g} per token, each an AsType plus float32 work "
              "in a half-precision model. Deliberate where code keeps state in float32; a "
              "dtype leak where an mx.array constant (float32) meets a bf16/fp16 value: use a "
              "Python scalar or the model's dtype. Where:"]

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from mlxprof.events import MlxprofError
 from mlxprof.profiler import Profiler
-from mlxprof.steps import RULES, EvalSteps, MlxLmSteps, with_steps
+from mlxprof.steps import RULES, EvalSteps, MlxLmSteps
 
 SUFFIX = ".mlxprof.json.gz"
 STEP_MODES = ("auto", "none", "eval")
@@ -217,7 +217,7 @@ def _profile(program: Program, prof: Profiler, steps: str, shield: "_Shield"):
     prof.meta.update(steps=rule, steps_rule=RULES[rule])
     rec = prof.recording
     if rule == "eval":
-        rec = with_steps(rec, eval_steps.final_steps(rec))
+        rec = eval_steps.apply(rec)
     return code, ending, terminated, rec
 
 
@@ -225,12 +225,11 @@ def _execute(program: Program):
     """runpy the program as Python would; (exit code, how it ended, by SIGTERM?)."""
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     try:
+        sys.argv = [program.name] + list(program.args)
         if program.kind == "path":
-            sys.argv = [program.name] + list(program.args)
             _set_path0(str(Path(program.name).resolve().parent))
             runpy.run_path(program.name, run_name="__main__")
         else:
-            sys.argv = [program.name] + list(program.args)
             _set_path0(os.getcwd())
             runpy.run_module(program.name, run_name="__main__", alter_sys=True)
         return 0, "the program finished", False
@@ -276,7 +275,7 @@ def _user_frames(tb):
     return tb
 
 
-def _write(rec, output, trace, html, log) -> str:
+def _write(rec, output, trace, html, log) -> tuple[Path, str]:
     """Save the recording and the asked-for views; (where it went, a short note).
 
     If the recording cannot be written where asked (the disk changed while the

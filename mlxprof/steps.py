@@ -203,7 +203,7 @@ class EvalSteps:
     """Step ends at each mx.eval / mx.async_eval return on one thread, kept aside.
 
     `install()` hooks the profiler's recorder; `steps` are Step tuples the
-    runner can swap in with `with_steps` when no mlx-lm generator ran.
+    runner can swap in with `apply` when no mlx-lm generator ran.
     """
 
     def __init__(self, prof, thread_id: int | None = None):
@@ -213,11 +213,16 @@ class EvalSteps:
         self.prof = prof
         self.thread_id = thread_id or threading.get_ident()
         self.steps: list[Step] = []
+        self.cast_ends: list[int] = []  # casts noted when each step ended (they have no time)
         self._last = None
 
     def install(self) -> None:
         self._last = self.prof._start_ns
         self.prof._rec.on_return = self._on_return
+
+    def apply(self, rec):
+        """`rec` with these steps (see `with_steps`)."""
+        return with_steps(rec, self.final_steps(rec), cast_ends=self.cast_ends)
 
     def final_steps(self, rec) -> list[Step]:
         """The steps, plus a last one for the thread's calls after the last eval."""
@@ -234,14 +239,21 @@ class EvalSteps:
             return
         active, peak = self._mem[0](), self._mem[1]()
         self.steps.append(Step(len(self.steps), self._last, end_ns, active, peak, tid))
+        self.cast_ends.append(len(self.prof._rec.casts or ()))
         self._last = end_ns
 
 
-def with_steps(rec, steps):
-    """A copy of `rec` with these steps; events and lock holds relabelled by time.
+def with_steps(rec, steps, cast_ends=None):
+    """A copy of `rec` with these steps; its calls relabelled by time.
 
-    An event's step becomes the number of steps that ended before it started
-    (what the live counter would have said). No steps: `rec` itself.
+    An event's (lock hold's, collective's) step becomes the number of steps
+    that ended before it started (what the live counter would have said).
+    Casts carry no time: `cast_ends[i]`, the number of casts noted when step i
+    ended, places them; without it they keep their step. No steps: `rec` itself.
+
+    Example:
+        >>> with_steps(rec, []) is rec    # doctest: +SKIP
+        True
     """
     from mlxprof.recording import Recording
 
@@ -251,6 +263,11 @@ def with_steps(rec, steps):
     ends = sorted(s.end_ns for s in steps)
     events = [e._replace(step=bisect_right(ends, e.start_ns)) for e in rec.events]
     holds = [h._replace(step=bisect_right(ends, h.request_ns)) for h in rec.holds]
+    collectives = [c._replace(step=bisect_right(ends, c.t_ns)) for c in rec.collectives]
+    casts = (rec.casts if cast_ends is None else
+             [(bisect_right(cast_ends, i), *c[1:]) for i, c in enumerate(rec.casts)])
     return Recording(events=events, steps=steps, holds=holds, threads=rec.threads,
                      start_ns=rec.start_ns, end_ns=rec.end_ns, options=rec.options,
-                     meta=rec.meta, provenance=rec.provenance)
+                     meta=rec.meta, provenance=rec.provenance,
+                     format_version=rec.format_version, collectives=collectives,
+                     clock=rec.clock, casts=casts)

@@ -66,7 +66,10 @@ def token_html(rec, pieces, i: int) -> str:
         >>> token_html(prof, ["Par", "is"], 1)                   # doctest: +SKIP
         "<div ...>Par<span ...>is</span></div><p>token 1: wall ...</p>"
     """
-    row = rec.per_token().iloc[i]
+    return _token_html(rec.per_token().iloc[i], pieces, i)
+
+
+def _token_html(row, pieces, i: int) -> str:
     text = "".join(html.escape(p) for p in pieces[:i])
     cur = html.escape(pieces[i]).replace("\n", "\\n") or "&nbsp;"
     return (f"<div style='font-family:monospace;white-space:pre-wrap'>{text}"
@@ -85,8 +88,9 @@ def explore_tokens(rec, pieces, value: int | None = None):
     """
     from IPython.display import HTML
 
-    n = min(len(pieces), len(rec.per_token()))
-    return explore(lambda i: HTML(token_html(rec, pieces, i)), range(n),
+    df = rec.per_token()  # once: the slider redraws one of its rows
+    n = min(len(pieces), len(df))
+    return explore(lambda i: HTML(_token_html(df.iloc[i], pieces, i)), range(n),
                    n - 1 if value is None else value, "token")
 
 

@@ -10,24 +10,13 @@ import mlxprof
 from mlxprof import hooks
 from mlxprof.lock import EvalLock
 
-
-def _decoder(n_steps: int, errors: list):
-    """A thread that builds and evaluates on its own thread-local stream."""
-    try:
-        stream = mx.new_thread_local_stream(mx.cpu)
-        x = mx.random.normal((96, 96))
-        for _ in range(n_steps):
-            with mx.stream(stream):
-                y = x @ x @ x
-            mx.eval(y)
-            y.sum().item()
-    except BaseException as exc:  # surfaced by the test
-        errors.append(exc)
+from mlx_threads import eval_on_own_stream
 
 
 def _run_threads(n_threads=2, n_steps=15):
     errors: list = []
-    threads = [threading.Thread(target=_decoder, args=(n_steps, errors), name=f"dec{i}")
+    threads = [threading.Thread(target=eval_on_own_stream, args=(range(n_steps), errors, 96),
+                                name=f"dec{i}")
                for i in range(n_threads)]
     for t in threads:
         t.start()

@@ -202,6 +202,26 @@ def test_options_reach_the_profile_and_the_extra_outputs(script, capfd):
     assert "Plotly" in (script.parent / "out" / "r.html").read_text()
 
 
+def test_the_eval_rule_keeps_collectives_casts_and_the_clock_on_their_steps(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coll.py").write_text(textwrap.dedent("""\
+        import mlx.core as mx
+        x, c = mx.ones((8,), dtype=mx.bfloat16), mx.array(0.5)
+        for i in range(3):
+            mx.eval(mx.distributed.all_sum(x * c))   # one widening, one collective
+        """))
+    assert run(Program("path", "coll.py", []), output="c.mlxprof.json.gz",
+               count_ops=True, log=open(os.devnull, "w")) == 0
+    rec = mlxprof.load("c.mlxprof.json.gz")
+    assert rec.meta["steps"] == "eval" and len(rec.steps) == 3
+    assert [c.step for c in rec.collectives] == [0, 1, 2]
+    assert [c[0] for c in rec.casts] == [0, 1, 2]
+    assert rec.per_token()["n_collectives"].tolist() == [1, 1, 1]
+    assert rec.clock is not None and rec.clock["wall_ns"] > 0
+    assert "median 1 per token" in rec.summary()
+
+
 def test_mlx_lm_imported_by_the_program_is_wrapped_when_imported(tmp_path):
     (tmp_path / "g.py").write_text(
         "import sys\nassert 'mlx_lm.generate' not in sys.modules\n" + TINY_GENERATE)
@@ -286,3 +306,10 @@ def test_compare_recordings_from_python(tmp_path):
     assert df.attrs["steps"] == {"a": 4, "b": 5}
     with pytest.raises(mlxprof.MlxprofError, match="at least two"):
         mlxprof.compare_recordings([a])
+
+
+def test_plain_json_recordings_are_named_like_gzipped_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = _recording(tmp_path, "a.json", 3), _recording(tmp_path, "b.mlxprof.json.gz", 3)
+    assert list(mlxprof.compare_recordings([a, b]).columns) == ["a", "b", "b/a", "b noise"]
+    assert main(["report", a]) == 0 and (tmp_path / "a.html").exists()

@@ -13,22 +13,9 @@ import pytest
 
 import mlxprof
 
+from mlx_threads import eval_on_own_stream
+
 N_STEPS = 6
-
-
-def _busy_worker(stop: threading.Event, started: threading.Barrier, errors: list):
-    """Evaluates MLX arrays on its own stream until told to stop."""
-    try:
-        stream = mx.new_thread_local_stream(mx.cpu)
-        x = mx.random.normal((128, 128))
-        started.wait(timeout=30)
-        while not stop.is_set():
-            with mx.stream(stream):
-                y = x @ x @ x
-            mx.eval(y)
-            y.sum().item()
-    except BaseException as exc:  # surfaced by the test
-        errors.append(exc)
 
 
 def _decode_steps(prof, n=N_STEPS):
@@ -45,8 +32,10 @@ def _profile(n_threads: int, eval_lock: bool, marker_is_main: bool = True):
     stop, errors = threading.Event(), []
     n_workers = n_threads - 1
     started = threading.Barrier(n_workers + 1)
-    workers = [threading.Thread(target=_busy_worker, args=(stop, started, errors),
-                                name=f"busy{i}") for i in range(n_workers)]
+    workers = [threading.Thread(target=eval_on_own_stream,  # evaluates until stop is set
+                                args=(iter(stop.is_set, True), errors, 128, started),
+                                name=f"busy{i}")
+               for i in range(n_workers)]
     with mlxprof.Profiler(eval_lock=eval_lock) as prof:
         for w in workers:
             w.start()

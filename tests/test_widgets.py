@@ -43,10 +43,15 @@ def test_timelines_title_names_the_run_and_steps(monkeypatch):
     assert titles[0].startswith("a, steps 0-2") and titles[1].startswith("b, steps 0-2")
 
 
-def test_token_html_shows_text_so_far_and_the_time_split():
+def test_token_html_shows_text_so_far_and_the_time_split(monkeypatch):
     p = small_profile()
     html = widgets.token_html(p, ["Par", "is", "<b>"], 2)
     assert "Paris<span" in html and "&lt;b&gt;" in html
     assert "token 2: wall" in html and "1 eval" in html
     box = widgets.explore_tokens(p, ["Par", "is", "!"])
     assert box.children[0].value == 2 and len(box.children[0].options) == 3
+    shown = []
+    monkeypatch.setattr(widgets, "explore", lambda render, values, value, label: shown.extend(
+        render(v).data for v in values))
+    widgets.explore_tokens(p, ["Par", "is", "!"])
+    assert shown == [widgets.token_html(p, ["Par", "is", "!"], i) for i in range(3)]
