@@ -40,6 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))      # check_kernels
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mlxprof
 
+from common import first_diff  # noqa: E402
+
 SMOLLM2_SHAPE = {     # SmolLM2-135M-Instruct's config (as read from its GGUF)
     "full": {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
              "intermediate_size": 1536, "num_attention_heads": 9,
@@ -115,11 +117,6 @@ def tokens_of(model, prompt, n: int, loop: str) -> list[int]:
     toks = list(decode.LOOPS[loop].fn(model, prompt, n))
     decode.synchronize()
     return toks
-
-
-def first_diff(a: list, b: list):
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
-                None if len(a) == len(b) else min(len(a), len(b)))
 
 
 def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
