@@ -73,3 +73,13 @@ def test_ratios_are_mlxprof_measure_paired_ratios():
     assert got["mlx_lm_median"] == 22.5 and got["fast_median"] == 37.0
     one = _gpu_round2().ratios(raw[:1], "fast")["prompt"]
     assert one["ratio_median"] == 0.55 and one["ratio_ci95"] == []   # no interval from one round
+
+
+def test_experiments_common_doctests():
+    import doctest
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("common", ROOT / "experiments" / "common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert doctest.testmod(mod).attempted == 3 and doctest.testmod(mod).failed == 0
+    assert mod.first_diff([1, 2], [1, 2]) is None
