@@ -102,3 +102,16 @@ def test_a_run_without_pipelined_says_so(tmp_path):
     from mlxprof.lab import round2_page
     page = round2_page.render(tmp_path / "round2", "round2")
     assert "| >= 1.6x | yes | - |" in page and "Yardstick variants" not in page
+
+
+def test_values_page_tells_a_stored_interval_from_a_list_of_values(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"ratio_ci95": [1.2, 1.5], "ratios": [1.0, 3.0, 1.3],
+                                "ci_ms": [2.0, 2.5], "pair": [1, 2], "decimal": [4.0, 5.0, 6.0]}))
+    page = results_pages.render_file(path)
+    assert results_pages.VALUES_NOTE in page
+    assert "| ratio_ci95 | interval 1.2 to 1.5 (as stored) |" in page
+    assert "| ci_ms | interval 2 to 2.5 (as stored) |" in page
+    assert "| ratios | median 1.3 (min-max 1-3, n=3) |" in page
+    assert "| pair | median 1.5 (min-max 1-2, n=2) |" in page          # no ci word: values
+    assert "| decimal | median 5 (min-max 4-6, n=3) |" in page
