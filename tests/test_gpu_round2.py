@@ -1,5 +1,5 @@
 """experiments/gpu_round2.py runs end to end at tiny scale on the CPU (the GPU call
-must not be the first place it runs)."""
+must not be the first place it runs), and the experiments' statistics helpers."""
 import json
 import os
 import subprocess
@@ -83,3 +83,21 @@ def test_experiments_common_doctests():
     spec.loader.exec_module(mod)
     assert doctest.testmod(mod).attempted == 3 and doctest.testmod(mod).failed == 0
     assert mod.first_diff([1, 2], [1, 2]) is None
+
+
+def test_experts_timing_per_call_ms_and_paired_ratio():
+    import importlib.util
+
+    from mlxprof.measure import time_rounds
+    spec = importlib.util.spec_from_file_location(
+        "experts_timing", ROOT / "experiments" / "experts_timing.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    secs = {"kernels": iter([9.0, 0.3, 0.2, 0.25]), "ops": iter([9.0, 0.5, 0.5, 0.5])}
+    r = time_rounds({k: (lambda v=v: next(v)) for k, v in secs.items()}, rounds=3)  # 1 warm-up
+    got = mod.per_call_ms(r, calls=100)
+    assert got["kernels"]["median"] == 2.5 and got["ops"]["median"] == 5.0   # ms per call
+    assert got["kernels"]["ci95"][0] <= 2.5 <= got["kernels"]["ci95"][1]
+    assert got["kernels"]["ci95"][1] > got["kernels"]["ci95"][0]
+    assert got["kernels_over_ops"]["median"] == 0.5                           # 0.6, 0.4, 0.5
+    assert got["kernels_over_ops"]["ci95"][0] < 0.5 < got["kernels_over_ops"]["ci95"][1]
