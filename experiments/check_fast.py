@@ -11,8 +11,9 @@ tokens differ from mlx-lm's.
 """
 from __future__ import annotations
 
-import argparse
 import json
+
+from common import parser
 
 VARIANTS = {
     "default": {},
@@ -90,11 +91,7 @@ def check_variant(model, name, prompt, feed, f32, ref, ref_tokens, args) -> dict
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="qwen3.5-35b-a3b")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--out", default="out/check_fast.json")
+    ap = parser(__doc__, model="qwen3.5-35b-a3b", tokens=64, out="out/check_fast.json")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--timeline", type=int, default=0,
                     help="also time each token of N-token runs (mlx_lm, fast, and "

@@ -15,10 +15,11 @@ its 95% bootstrap interval, and provenance.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+
+from common import parser
 
 KNOBS = ("MLX_MAX_OPS_PER_BUFFER", "MLX_CUDA_GRAPH_CACHE_SIZE", "MLX_USE_CUDA_GRAPHS")
 
@@ -31,13 +32,9 @@ def decode_tok_per_s(model, prompt, tokens: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="qwen3.5-35b-a3b")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--prompt", type=int, default=32)
+    ap = parser(__doc__, model="qwen3.5-35b-a3b", tokens=128, prompt=32,
+                out="out/cuda_knobs.jsonl")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out", default="out/cuda_knobs.jsonl")
     args = ap.parse_args()
 
     import mlx.core as mx

@@ -22,8 +22,9 @@ warm-up; medians with 95% bootstrap intervals).
 """
 from __future__ import annotations
 
-import argparse
 import json
+
+from common import parser
 
 
 def _proj_list(fast):
@@ -149,15 +150,11 @@ def token_device_ms(model, prompt, tokens: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="qwen3-8b")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--tokens", type=int, default=12)
+    ap = parser(__doc__, model="qwen3-8b", tokens=12, out="out/device_time.json")
     ap.add_argument("--wall-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--variants", default="mlx_lm,fast,fast_no_qmv")
     ap.add_argument("--parts", default="edges,matvecs,tiny,tokens")
-    ap.add_argument("--out", default="out/device_time.json")
     args = ap.parse_args()
 
     import os

@@ -3,8 +3,9 @@
     python3 experiments/experts_timing.py --out out/experts_timing.json [--model qwen3.5-35b-a3b]
 
 Each contender runs --calls independent one-token calls in one graph, evaluated
-once (so device time dominates), for --rounds interleaved rounds; the table
-gives milliseconds per call. First on random weights at the model's MoE shape
+once (so device time dominates), for --rounds interleaved rounds; the JSON
+gives milliseconds per call and the paired ratio kernels / ops, each with its
+95% interval. First on random weights at the model's MoE shape
 (as cuda_experts.self_check draws them), then, with --model, on that model's
 first MoE block (its own weights): kernels vs the same block with
 experts_kernel off.
@@ -68,10 +69,13 @@ def ops_call(b):
     return h, mx.fast.rms_norm(h, b["w"], 1e-6)
 
 
-def per_call_ms(r, fns, calls) -> dict:
-    """{name: {median, ci95}} in ms per call from time_rounds' Measurements."""
-    return {k: {"median": r[k].median * 1e3 / calls,
-                "ci95": [c * 1e3 / calls for c in r[k].ci]} for k in fns}
+def per_call_ms(r, calls) -> dict:
+    """{name: {median, ci95}} in ms per call from time_rounds' Measurements, and
+    "kernels_over_ops": the paired ratio kernels / ops (same rounds; < 1: kernels faster)."""
+    out = {k: {"median": r[k].median * 1e3 / calls,
+               "ci95": [c * 1e3 / calls for c in r[k].ci]} for k in r.results}
+    ratio = r.ratio("kernels", "ops")
+    return {**out, "kernels_over_ops": {"median": ratio.median, "ci95": list(ratio.ci)}}
 
 
 def batch(fn, calls):
@@ -85,9 +89,8 @@ def model_block(name):
     fast = optimize_model(lm.model)
     moe = next(l.ffn for l in fast.layers if hasattr(l.ffn, "experts_kernel"))
     x = mx.random.normal((1, 1, moe.down.weight.shape[1])).astype(mx.bfloat16)
-    mx.eval(x)
     norm = (mx.ones((x.shape[-1],), mx.bfloat16), 1e-6)
-    mx.eval(norm[0])
+    mx.eval(x, norm[0])
     on = moe.experts_kernel
 
     def run(kernel):
@@ -119,7 +122,7 @@ def main() -> int:
                act, b["inds"], b["scores"], b["sg"], b["h"], b["dn"], b["sdn"], b["gs"]),
                args.calls)}
     r = time_rounds(fns, rounds=args.rounds, rotate=True)
-    out["random_ms_per_call"] = per_call_ms(r, fns, args.calls)
+    out["random_ms_per_call"] = per_call_ms(r, args.calls)
     print("random weights, ms per call:", out["random_ms_per_call"], flush=True)
     if args.model:
         lm, moe, on, run = model_block(args.model)
@@ -127,7 +130,7 @@ def main() -> int:
         if on:
             fns = {"kernels": batch(run(True), args.calls), "ops": batch(run(False), args.calls)}
             r = time_rounds(fns, rounds=args.rounds, rotate=True)
-            out["model_ms_per_call"] = per_call_ms(r, fns, args.calls)
+            out["model_ms_per_call"] = per_call_ms(r, args.calls)
             moe.experts_kernel = True
             print("model block, ms per call:", out["model_ms_per_call"], flush=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))

@@ -11,12 +11,13 @@ first-run-of-the-process effect (kernel JIT) from a first-trace-of-the-model eff
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import first_diff, parser  # noqa: E402  (experiments/ is on sys.path)
 
 VARIANTS = {
     "default": {},
@@ -27,10 +28,6 @@ VARIANTS = {
 }
 
 
-def first_diff(a: list, b: list):
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-
-
 def runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
     from mlxprof import decode
     toks = [list(decode.stream(model, prompt, n, loop=loop)) for _ in range(repeat)]
@@ -39,11 +36,8 @@ def runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="qwen3-8b")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--tokens", type=int, default=300)
-    ap.add_argument("--prompt", type=int, default=32)
+    ap = parser(__doc__, model="qwen3-8b", tokens=300, prompt=32,
+                out="out/fast_determinism.json")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--plain-loops", default="",
@@ -51,7 +45,6 @@ def main() -> None:
                          "e.g. sync,async,pipelined")
     ap.add_argument("--fast-loop", default="pipelined",
                     help="the loop the optimized variants run in (e.g. sync)")
-    ap.add_argument("--out", default="out/fast_determinism.json")
     args = ap.parse_args()
 
     from mlxprof import provenance

@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))      # check_kernels
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mlxprof
+
+from common import first_diff  # noqa: E402
 
 SMOLLM2_SHAPE = {     # SmolLM2-135M-Instruct's config (as read from its GGUF)
     "full": {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
@@ -118,11 +117,6 @@ def tokens_of(model, prompt, n: int, loop: str) -> list[int]:
     toks = list(decode.LOOPS[loop].fn(model, prompt, n))
     decode.synchronize()
     return toks
-
-
-def first_diff(a: list, b: list):
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
-                None if len(a) == len(b) else min(len(a), len(b)))
 
 
 def repeat_runs(model, prompt, n: int, loop: str, repeat: int) -> dict:
@@ -203,15 +197,6 @@ def yardstick(lm, fast, prompt, steps: int, variants: list[str] = ()) -> dict:
     return out
 
 
-def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile-bootstrap interval of the median of ``xs``."""
-    if len(xs) < 2:
-        return [xs[0], xs[0]] if xs else []
-    rnd = random.Random(seed)
-    meds = sorted(statistics.median(rnd.choices(xs, k=len(xs))) for _ in range(n))
-    return [meds[int(0.025 * n)], meds[int(0.975 * n) - 1]]
-
-
 def one_run(loop: str, model, prompt, n: int) -> dict:
     """One timed run of decode loop `loop` (a decode.LOOPS name) on `model`."""
     from mlxprof import decode
@@ -259,15 +244,16 @@ def rounds(models: dict, prompt, n: int, want: int, deadline: float, clock: Cloc
 
 
 def ratios(raw: list[dict], label: str) -> dict:
-    """Medians and the paired ratio to mlx_lm (median, bootstrap 95% interval)."""
+    """Medians and the paired ratio to mlx_lm (mlxprof.measure.paired_ratio: the
+    median of same-round ratios, its bootstrap 95% interval; [] below 2 rounds)."""
+    from mlxprof.measure import median, paired_ratio
     out = {}
     for key, name in (("decode_tok_per_s", "decode"), ("prompt_tok_per_s", "prompt")):
         mine, base = [r[label][key] for r in raw], [r["mlx_lm"][key] for r in raw]
-        rs = [a / b for a, b in zip(mine, base)]
-        out[name] = {"mlx_lm_median": statistics.median(base),
-                     f"{label}_median": statistics.median(mine),
-                     "ratio_median": statistics.median(rs), "ratio_ci95": bootstrap(rs),
-                     "ratios": rs}
+        r = paired_ratio(mine, base)
+        out[name] = {"mlx_lm_median": median(base), f"{label}_median": median(mine),
+                     "ratio_median": r.median, "ratio_ci95": list(r.ci) if r.n >= 2 else [],
+                     "ratios": list(r.values)}
     return out
 
 

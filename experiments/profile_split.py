@@ -11,9 +11,10 @@ count_ops pass per loop.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from functools import partial
+
+from common import parser
 
 
 def profile(model, prompt, tokens, loop, **opts):
@@ -26,13 +27,9 @@ def profile(model, prompt, tokens, loop, **opts):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="qwen3.5-35b-a3b")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--tokens", type=int, default=128)
+    ap = parser(__doc__, model="qwen3.5-35b-a3b", tokens=128, out="out/profile_split.json")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--loops", default="mlx_lm,fast")
-    ap.add_argument("--out", default="out/profile_split.json")
     args = ap.parse_args()
 
     import mlxprof.lab.models as M

@@ -1,5 +1,5 @@
 """experiments/gpu_round2.py runs end to end at tiny scale on the CPU (the GPU call
-must not be the first place it runs)."""
+must not be the first place it runs), and the experiments' statistics helpers."""
 import json
 import os
 import subprocess
@@ -49,3 +49,55 @@ def test_gpu_round2_out_of_time_skips_stages(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "gpu_round2_qwen3-8b.json").read_text())
     assert res["stages"]["rounds"] == {"skipped": "out of time"}
+
+
+def _gpu_round2():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "gpu_round2", ROOT / "experiments" / "gpu_round2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ratios_are_mlxprof_measure_paired_ratios():
+    from mlxprof.measure import paired_ratio
+    raw = [{"mlx_lm": {"decode_tok_per_s": b, "prompt_tok_per_s": 2 * b},
+            "fast": {"decode_tok_per_s": a, "prompt_tok_per_s": a}}
+           for a, b in ((11.0, 10.0), (60.0, 20.0), (44.0, 40.0), (30.0, 25.0))]
+    got = _gpu_round2().ratios(raw, "fast")["decode"]
+    want = paired_ratio([11.0, 60.0, 44.0, 30.0], [10.0, 20.0, 40.0, 25.0])
+    assert got["ratios"] == list(want.values) == [1.1, 3.0, 1.1, 1.2]
+    assert got["ratio_median"] == want.median == 1.15
+    assert got["ratio_ci95"] == list(want.ci) and got["ratio_ci95"][0] < got["ratio_ci95"][1]
+    assert got["mlx_lm_median"] == 22.5 and got["fast_median"] == 37.0
+    one = _gpu_round2().ratios(raw[:1], "fast")["prompt"]
+    assert one["ratio_median"] == 0.55 and one["ratio_ci95"] == []   # no interval from one round
+
+
+def test_experiments_common_doctests():
+    import doctest
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("common", ROOT / "experiments" / "common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert doctest.testmod(mod).attempted == 3 and doctest.testmod(mod).failed == 0
+    assert mod.first_diff([1, 2], [1, 2]) is None
+
+
+def test_experts_timing_per_call_ms_and_paired_ratio():
+    import importlib.util
+
+    from mlxprof.measure import time_rounds
+    spec = importlib.util.spec_from_file_location(
+        "experts_timing", ROOT / "experiments" / "experts_timing.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    secs = {"kernels": iter([9.0, 0.3, 0.2, 0.25]), "ops": iter([9.0, 0.5, 0.5, 0.5])}
+    r = time_rounds({k: (lambda v=v: next(v)) for k, v in secs.items()}, rounds=3)  # 1 warm-up
+    got = mod.per_call_ms(r, calls=100)
+    assert got["kernels"]["median"] == 2.5 and got["ops"]["median"] == 5.0   # ms per call
+    assert got["kernels"]["ci95"][0] <= 2.5 <= got["kernels"]["ci95"][1]
+    assert got["kernels"]["ci95"][1] > got["kernels"]["ci95"][0]
+    assert got["kernels_over_ops"]["median"] == 0.5                           # 0.6, 0.4, 0.5
+    assert got["kernels_over_ops"]["ci95"][0] < 0.5 < got["kernels_over_ops"]["ci95"][1]

@@ -102,3 +102,40 @@ def test_a_run_without_pipelined_says_so(tmp_path):
     from mlxprof.lab import round2_page
     page = round2_page.render(tmp_path / "round2", "round2")
     assert "| >= 1.6x | yes | - |" in page and "Yardstick variants" not in page
+
+
+def test_values_page_tells_a_stored_interval_from_a_list_of_values(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"ratio_ci95": [1.2, 1.5], "ratios": [1.0, 3.0, 1.3],
+                                "ci_ms": [2.0, 2.5], "pair": [1, 2], "decimal": [4.0, 5.0, 6.0]}))
+    page = results_pages.render_file(path)
+    assert results_pages.VALUES_NOTE in page
+    assert "| ratio_ci95 | interval 1.2 to 1.5 (as stored) |" in page
+    assert "| ci_ms | interval 2 to 2.5 (as stored) |" in page
+    assert "| ratios | median 1.3 (min-max 1-3, n=3) |" in page
+    assert "| pair | median 1.5 (min-max 1-2, n=2) |" in page          # no ci word: values
+    assert "| decimal | median 5 (min-max 4-6, n=3) |" in page
+
+
+def test_a_run_page_shows_its_note_variant_ratios_and_calls(tmp_path):
+    from mlxprof.lab import round2_page
+    run = tmp_path / "round3"
+    _round2_call(run, "call1", [(100.0, 180.0), (110.0, 187.0)], prov_commit="c1")
+    _round2_call(run, "call2", [(90.0, 153.0)], prov_commit="c2")
+    path = run / "call1" / "gpu_round2_qwen3-8b.json"
+    data = json.loads(path.read_text())
+    data["provenance"].update(command="gpu_round2.py --variants qmv_ops", date="2025-01-02T03:04")
+    for r, v in zip(data["stages"]["rounds"]["raw"], (120.0, 99.0)):
+        r["fast_qmv_ops"] = {"decode_tok_per_s": v, "prompt_tok_per_s": 100.0}
+    path.write_text(json.dumps(data))
+    (run / "NOTE.md").write_text("What this run measures.\n")
+    page = round2_page.render(run, "round3")
+    lines = page.splitlines()
+    assert lines.index("What this run measures.") < lines.index(
+        next(l for l in lines if l.startswith("| model |")))
+    row = next(l for l in lines if l.startswith("| qwen3-8b"))
+    assert "| fast_qmv_ops 1.05x [0.90-1.20]* |" in row                  # 1.2, 0.9: paired
+    assert "from the first call that ran that stage" in page
+    calls = lines[lines.index("## Calls") + 2:]
+    assert calls == ["- call1: commit c1, 2025-01-02T03:04, `gpu_round2.py --variants qmv_ops`",
+                     "- call2: commit c2, ?, command not recorded"]

@@ -27,6 +27,8 @@ from mlxprof.lab.results import results_dir
 __all__ = ["render_all", "render_file", "write", "stale", "main"]
 
 COMMAND = "python -m mlxprof.lab.results_pages"
+VALUES_NOTE = ("Each value as stored; a list of numbers shows as its median, min-max and "
+               "count (not an interval); an `interval` is one the file stored.")
 PROVENANCE_KEYS = ("device", "backend", "mlx", "mlx_lm", "python", "date",
                    "git_commit", "command")
 
@@ -63,9 +65,25 @@ def _fmt(value: Any) -> str:
             if len(nums) == 1:
                 return _fmt(float(nums[0]))
             return (f"median {_fmt(float(statistics.median(nums)))} "
-                    f"[{_fmt(float(min(nums)))}-{_fmt(float(max(nums)))}], n={len(nums)}")
+                    f"(min-max {_fmt(float(min(nums)))}-{_fmt(float(max(nums)))}, "
+                    f"n={len(nums)})")
         return ", ".join(str(v) for v in value)
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _is_interval(key: str, value: Any) -> bool:
+    """A stored (low, high) pair: the last key part has a ``ci`` word (``ratio_ci95``)."""
+    words = key.rsplit(".", 1)[-1].split("_")
+    return (isinstance(value, list) and len(value) == 2
+            and any(w == "ci" or (w.startswith("ci") and w[2:].isdigit()) for w in words)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def _value_cell(key: str, value: Any) -> Any:
+    """What the Values table shows: a stored interval as one, any other value by _fmt."""
+    if _is_interval(key, value):
+        return f"interval {_fmt(float(value[0]))} to {_fmt(float(value[1]))} (as stored)"
+    return value
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
@@ -150,8 +168,8 @@ def render_file(path: Path, root: Optional[Path] = None) -> str:
     if isinstance(data, dict) and data.get("schema") == "mlxprof.bench/1":
         lines += _bench_lines(path, data)
     else:
-        lines += ["## Values", ""]
-        lines += _table(["key", "value"], _flatten(data))
+        lines += ["## Values", "", VALUES_NOTE, ""]
+        lines += _table(["key", "value"], [(k, _value_cell(k, v)) for k, v in _flatten(data)])
     return "\n".join(lines) + "\n"
 
 

@@ -154,10 +154,11 @@ def _provenance_lines(models: dict) -> list[str]:
     seen = {}
     for m in models.values():
         for call, p in zip(m["calls"], m["provenance"]):
-            seen.setdefault((call, p.get("command")), p)
+            seen.setdefault((call, p.get("command") or ""), p)
     return [f"- {call}: commit {p.get('git_commit', '?')}"
             f"{' (dirty)' if p.get('git_dirty') else ''}, {p.get('date', '?')[:16]}, "
-            f"`{cmd}`" for (call, cmd), p in sorted(seen.items())]
+            + (f"`{cmd}`" if cmd else "command not recorded")
+            for (call, cmd), p in sorted(seen.items())]
 
 
 def _det(d: dict | None) -> str:
@@ -188,7 +189,11 @@ def _header(folder: Path, rel: str, prov: dict) -> list[str]:
              f"({NOISE_RULE}). A target counts as reached only when the whole interval "
              "clears it. pipelined: mlxprof's pipelined loop on the unoptimized model, "
              "over the rounds that timed it (`--loops pipelined`; `-`: none did). "
-             "variants: `fast` with one lever changed (`--variants`), same rounds.", ""]
+             "variants: `fast` with one lever changed (`--variants`), same rounds. "
+             "The ops / host ms / in async_eval ms, yardstick and repeatability columns "
+             "come from the first call that ran that stage: the ms are medians over the "
+             "tokens of one profiled run (no interval: one run); the yardstick and "
+             "repeatability are that call's checks, not timings.", ""]
     note = folder / "NOTE.md"
     if note.exists():
         lines += [note.read_text().strip(), ""]
