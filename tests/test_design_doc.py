@@ -1,4 +1,5 @@
-"""docs/design.md draws the imports that exist: its edge list is the real import graph."""
+"""docs/design.md draws the imports that exist: its edge list is the real import graph,
+and its wing diagram names every module of the package."""
 import re
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def test_design_doc_lists_the_real_imports():
     real, doc = real_edges(), documented_edges()
     assert doc == real, ("docs/design.md's import list differs from the code; "
                          "replace it with:\n" + "\n".join(real))
+
+
+def diagram() -> str:
+    """The indented picture under "Three wings", without the prose around it."""
+    section = DOC.read_text().split("## Three wings", 1)[1].split("An arrow is", 1)[0]
+    return "\n".join(line for line in section.splitlines() if line.startswith("    "))
+
+
+def test_the_wing_diagram_names_every_module():
+    picture = diagram()
+    modules = grimp.build_graph("mlxprof").modules
+    missing = sorted(m for m in modules if m != "mlxprof" and m not in picture
+                     and not re.search(rf"(?<![\w.]){re.escape(m.rsplit('.', 1)[1])}\b", picture))
+    assert not missing, f"docs/design.md's diagram does not name {missing}"
 
 
 if __name__ == "__main__":  # python tests/test_design_doc.py rewrites the list

@@ -4,7 +4,8 @@ The defaults run under nbval (pytest's testpaths include notebooks/). Here each
 notebook runs once more with another model family, the real SmolLM2 where the
 notebook accepts it (00 at its default, 01 and 05; 02 and 04 take it too but run
 it for a minute or more, too long for CI), and the values issue 16 reported
-broken (03 with TOKENS=8, 05 with qwen3-30b-a3b and smollm2-135m). The asserts inside the notebooks check
+broken (03 with TOKENS=8, 05 with qwen3-30b-a3b and smollm2-135m); 06, whose models are
+fixed, with other sizes and seed. The asserts inside the notebooks check
 what their prose claims; papermill fails the test on any error output. Sizes are
 kept small (tiny scale, few tokens) for CI's 2 cores.
 """
@@ -37,6 +38,7 @@ RUNS = [
     ("04", dict(model="qwen3-30b-a3b", scale="tiny", tokens=4, seed=1), False),
     ("05", dict(model="qwen3-30b-a3b", scale="tiny", tokens=4), False),
     ("05", dict(model="smollm2-135m", scale="tiny", tokens=4), True),
+    ("06", dict(tokens=4, reps=3, seed=1), False),
 ]
 
 

@@ -5,8 +5,8 @@ the notebooks whose parameters are shrunk for CI; headless Chromium from the sys
 (/usr/bin/chromium, never a downloaded one) is driven by Playwright. For each
 notebook: Run All Cells, wait until every cell ran, check no error output, then move
 each slider one step with the keyboard and check that the view under it changed (the
-plotly figure's title, or the text of 00's token view and 01's op explorer). 04 and 05
-have no sliders. JupyterLab is stopped at the end.
+plotly figure's title, or the text of 00's token view and 01's op explorer). 04, 05
+and 06 have no sliders. JupyterLab is stopped at the end.
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ SHRINK = {"00_quickstart.ipynb": {"TOKENS": 6},
           "02_the_eval_lock.ipynb": {"TOKENS": 8, "REPS": 1},
           "03_sync_points.ipynb": {"TOKENS": 8, "REPS": 1},
           "04_pipelined_moe_generator.ipynb": {"scale": "tiny", "tokens": 4},
-          "05_the_report_revisited.ipynb": {"scale": "tiny", "tokens": 4}}
+          "05_the_report_revisited.ipynb": {"scale": "tiny", "tokens": 4},
+          "06_sharded_decode.ipynb": {"tokens": 4, "reps": 3}}
 SLIDERS = {"00_quickstart.ipynb", "01_dense_vs_moe.ipynb", "02_the_eval_lock.ipynb",
            "03_sync_points.ipynb"}
 # every cell rendered (no windowing), so every prompt can be read; no news pop-up

@@ -22,6 +22,7 @@ def test_gpu_table_one_line_per_model_and_loop_with_caption():
     assert set(t.index.get_level_values("loop")) == {"sync", "mlx_lm"}
     cap = t.attrs["caption"]
     assert "NVIDIA H200" in cap and results.GPU_RUN in cap and "64 decode tokens" in cap
+    assert cap.count("commit") == 1, cap      # provenance.describe already names it
 
 
 def test_recordings_come_from_the_same_run():

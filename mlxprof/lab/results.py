@@ -99,13 +99,13 @@ def caption(result, source: str | None = None) -> str:
 
     Example:
         >>> caption(gpu_run(), GPU_RUN)                      # doctest: +SKIP
-        'NVIDIA H200 (cuda), MLX 0.32.4, mlx-lm 0.32.2, 2026-11-28; commit ?; ...'
+        'NVIDIA H200 (cuda), MLX 0.32.4, mlx-lm 0.32.2, 2026-11-28, commit ?; prompt 32 ...'
     """
     from mlxprof.provenance import describe
 
     c = result.config
-    line = (f"{describe(result.provenance)}; commit {result.provenance.get('git_commit') or '?'}; "
-            f"prompt {c.get('prompt_tokens')} tokens, {c.get('tokens')} decode tokens, "
+    line = (f"{describe(result.provenance)}; prompt {c.get('prompt_tokens')} tokens, "
+            f"{c.get('tokens')} decode tokens, "
             f"{c.get('reps')} rep(s), weights {c.get('dtype_used', '?')}")
     return f"{line}; data/results/{source}" if source else line
 
