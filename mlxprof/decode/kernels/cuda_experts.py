@@ -13,8 +13,8 @@ views, each a few microseconds of host time. Here:
   h + sum_j scores_j * y_j (+ sigmoid(shared gate) * y_shared): one kernel.
   The RMSNorm after it stays MLX's (one more kernel): folding it in needs a
   grid-wide step, and the version that did (the last block to finish, found
-  with an atomic counter, normalized the row) measured 0.35 ms per call on
-  an H200 against 0.02 ms without it (experiments/experts_timing.py).
+  with an atomic counter, normalized the row) was far slower on an H200
+  (experiments/experts_timing.py; docs/results/experts_timing*_h200.md).
 
 Both round where mlx-lm's ops round (the matvec outputs, silu, the products,
 the combine's terms) and sum in float32; only the order of float32 sums can

@@ -106,8 +106,8 @@ class Options:
     its self-check passes; "ops" keeps gather_qmm.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
-    rounding by construction (on the CPU the fused general path was 0.8-0.96x
-    mlx-lm's prompt tok/s: slicing the fused outputs copies at L > 1);
+    rounding by construction (on the CPU the fused general path was slower
+    than mlx-lm's at prompt length: slicing the fused outputs copies at L > 1);
     "fused" runs them through the fused weights with mlx-lm's math.
     """
 
