@@ -4,7 +4,8 @@
 
 Builds the model's weights (no prefill), then prints the self-check value
 (max relative difference to the MLX-ops reference) of the MoE routing and
-combine kernels (cuda_moe), the one-kernel GDN step (cuda_gdn_layer), the
+combine kernels (cuda_moe), the experts kernels with and without the routing
+inside (cuda_experts), the one-kernel GDN step (cuda_gdn_layer), the
 residual add + RMSNorm kernel (cuda_norm), the q/k norm + RoPE kernel
 (cuda_rope) and the one-row matvec with and without SwiGLU (cuda_qmv), with
 the exception behind any failed check. Writes JSON to --out.
@@ -27,9 +28,10 @@ def self_checks(fast) -> dict:
         out["moe"] = cuda_moe.self_check(ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1])
         if ffn.gate_up.qspec and cuda_experts.supported(ffn.gate_up.qspec, ffn.hidden,
                                                         ffn.down.weight.shape[1]):
-            out["experts"] = cuda_experts.self_check(
-                ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1], ffn.hidden,
-                ffn.gate_up.qspec[0], ffn.shared is not None)
+            key = (ffn.num_experts, ffn.top_k, ffn.down.weight.shape[1], ffn.hidden,
+                   ffn.gate_up.qspec[0], ffn.shared is not None)
+            out["experts"] = cuda_experts.self_check(*key)
+            out["experts_routed"] = cuda_experts.self_check_routed(*key, ffn.norm_topk_prob)
     mixer = next((l.mixer for l in fast.layers if hasattr(l.mixer, "recurrence")), None)
     if mixer is not None and cuda_gdn_layer.supported(mixer):
         out["gdn_fused"] = cuda_gdn_layer.self_check(mixer)

@@ -101,6 +101,8 @@ def kernels(fast) -> dict:
            "add_norm": sorted({str(l.cuda_norm) for l in layers}),
            "experts_kernel": sorted({str(l.ffn.experts_kernel) for l in layers
                                      if hasattr(l.ffn, "experts_kernel")}),
+           "experts_routed": sorted({str(l.ffn.experts_routed) for l in layers
+                                     if hasattr(l.ffn, "experts_routed")}),
            "qk_norm_rope": sorted({str(l.mixer.cuda_rope) for l in layers
                                    if hasattr(l.mixer, "cuda_rope")})}
     if on_cuda():
@@ -163,6 +165,7 @@ YARD_VARIANTS = {   # `fast` with one lever changed, held to the yardstick (--ya
     "qmv_ops": {"qmv": "ops"}, "qmv_swiglu": {"qmv": "swiglu"},
     "norm_ops": {"add_norm": "ops"}, "rope_ops": {"qk_norm_rope": "ops"},
     "no_compile": {"compile": False}, "moe_ops": {"experts": "ops"},
+    "experts_cuda": {"experts": "cuda"},
 }
 
 
@@ -213,6 +216,7 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "qmv_cuda": {"qmv": "cuda"},
     "qmv_ops": {"qmv": "ops"},
     "moe_ops": {"experts": "ops"},
+    "experts_cuda": {"experts": "cuda"},
     "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
                    "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
 }

@@ -53,7 +53,8 @@ def test_route_kernel_compiles(tmp_path, norm, sg):
     src = kernel_source(
         "route", [("logits", BF16)], [("inds", U32), ("scores", BF16), ("sgate", BF16)],
         [("OutT", BF16), ("E", 256), ("K", 8), ("W", 257), ("BLOCK", 256),
-         ("NORM", norm), ("SG", sg)], cuda_moe._ROUTE, cuda_common.HEADER)
+         ("NORM", norm), ("SG", sg)], cuda_moe._ROUTE,
+        cuda_common.HEADER + cuda_moe.ROUTE_HEADER)
     compile_ok(tmp_path, src)
 
 
@@ -174,6 +175,21 @@ def test_experts_gate_up_kernel_compiles(tmp_path, shared):
         [("T", BF16), ("K", 2048), ("N", 512), ("GS", 64), ("ROWS", cuda_qmv.ROWS_SWIGLU),
          ("WARPS", 2), ("SWIGLU", True), ("KR", 8), ("SHARED", shared)],
         cuda_experts._GATE_UP, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
+    compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("shared,norm,e", [(True, True, 256), (False, True, 128),
+                                           (False, False, 64)])
+def test_experts_gate_up_routed_kernel_compiles(tmp_path, shared, norm, e):
+    from mlxprof.decode.kernels import cuda_experts, cuda_qmv
+    src = kernel_source(
+        "gate_up_routed", [("x", BF16), ("logits", BF16)] + QUANT,
+        [("y_all", BF16), ("inds", U32), ("scores", BF16), ("sgate", BF16)],
+        [("T", BF16), ("K", 2048), ("N", 512), ("GS", 64), ("ROWS", cuda_qmv.ROWS_SWIGLU),
+         ("WARPS", 2), ("SWIGLU", True), ("KR", 8), ("SHARED", shared), ("E", e),
+         ("NORM", norm), ("SG", shared)],
+        cuda_experts._GATE_UP_ROUTED,
+        cuda_common.HEADER + cuda_qmv.QMV_HEADER + cuda_moe.ROUTE_HEADER)
     compile_ok(tmp_path, src)
 
 

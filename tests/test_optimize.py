@@ -292,19 +292,21 @@ def test_experts_kernel_references_equal_mlx_lm(arch):
 
 
 @pytest.mark.parametrize("arch", ["qwen3_5_moe", "qwen3_moe"])
-def test_experts_kernel_path_wiring(monkeypatch, arch):
+@pytest.mark.parametrize("routed", [False, True])
+def test_experts_kernel_path_wiring(monkeypatch, arch, routed):
     """MoE's experts-kernel path (route -> gate_up -> down_combine -> MLX's
-    RMSNorm), run on the CPU with each kernel replaced by its MLX-ops
-    reference, gives mlx-lm's h + block(x) and its norm bit-exactly: the
-    arguments reach the kernels in the order and shapes they expect."""
+    RMSNorm, or with experts_routed gate_up_routed -> down_combine -> ...),
+    run on the CPU with each kernel replaced by its MLX-ops reference, gives
+    mlx-lm's h + block(x) and its norm bit-exactly: the arguments reach the
+    kernels in the order and shapes they expect."""
     from mlxprof.decode.kernels import cuda_experts, cuda_moe
     monkeypatch.setattr(cuda_moe, "route", cuda_moe.route_reference)
-    monkeypatch.setattr(cuda_experts, "gate_up", cuda_experts.gate_up_reference)
-    monkeypatch.setattr(cuda_experts, "down_combine", cuda_experts.down_combine_reference)
+    for name in ("gate_up", "gate_up_routed", "down_combine"):
+        monkeypatch.setattr(cuda_experts, name, getattr(cuda_experts, name + "_reference"))
     blk, ours, x, h = _moe_block(arch, 10)
     ours.router_mode = ours.combine = "cuda"
-    assert ours.experts_kernel_fits()
-    ours.experts_kernel = True
+    assert ours.experts_kernel_fits() and ours.routed_fits()
+    ours.experts_kernel, ours.experts_routed = True, routed
     w = mx.ones((64,), mx.bfloat16)
     want = h + blk(x)
     got, normed = ours.add_norm_to(h, x, w, 1e-6, cuda=True)
@@ -316,6 +318,7 @@ def test_experts_kernel_path_wiring(monkeypatch, arch):
 def test_cuda_only_levers_refuse_cpu():
     orig, _ = model("qwen3_5_moe")
     for opts in ({"router": "cuda"}, {"combine": "cuda"}, {"experts": "cuda"},
+                 {"experts": "routed"},
                  {"gated_delta": "fused"},
                  {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}, {"qmv": "cuda"},
                  {"qmv": "swiglu"}):
@@ -420,3 +423,24 @@ def test_experts_float32_reference_is_close_to_the_bf16_one():
                              scores, sg, h, ce._f32_matmul)
     assert act.shape == act32.shape == (3, n) and out.shape == out32.shape == (1, 1, dim)
     assert rel_diff(act, act32) < 0.03 and rel_diff(out, out32) < 0.01
+
+
+@pytest.mark.parametrize("routed_check,want", [(0.0, True), (float("inf"), False)])
+def test_experts_auto_routes_inside_gate_up_when_its_check_passes(monkeypatch, routed_check,
+                                                                  want):
+    """experts="auto" with a GPU (pretended; the other kernels' checks
+    passing): every MoE block runs the experts kernels, with the routing
+    inside gate/up only when that kernel's own self-check passes."""
+    from mlxprof.decode.kernels import cuda_experts, cuda_moe
+    from mlxprof.decode.optimize import build, ffn
+    from mlxprof.decode.optimize.ffn import MoE
+    for mod in (build, ffn):
+        monkeypatch.setattr(mod, "on_cuda", lambda: True)
+    monkeypatch.setattr(cuda_moe, "self_check", lambda *a, **k: 0.0)
+    monkeypatch.setattr(cuda_experts, "self_check", lambda *a, **k: 0.0)
+    monkeypatch.setattr(cuda_experts, "self_check_routed", lambda *a, **k: routed_check)
+    orig, _ = model("qwen3_5_moe")
+    fast = optimize_model(orig, add_norm="ops", qk_norm_rope="ops", gated_delta="ops",
+                          qmv="ops")
+    moes = [m for l in fast.layers for _, m in l.named_modules() if isinstance(m, MoE)]
+    assert moes and all(m.experts_kernel and m.experts_routed == want for m in moes)

@@ -35,23 +35,47 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .cuda_common import HEADER, rel_diff, self_checked
+from .cuda_moe import ROUTE_HEADER, route_reference
 from .cuda_qmv import QMV_HEADER, ROWS_SWIGLU, _SOURCE as _QMV, _warps
 
-__all__ = ["gate_up", "down_combine", "gate_up_reference", "down_combine_reference",
-           "supported", "self_check", "ROWS_DOWN"]
+__all__ = ["gate_up", "gate_up_routed", "down_combine", "gate_up_reference",
+           "gate_up_routed_reference", "down_combine_reference", "supported", "self_check",
+           "self_check_routed", "ROWS_DOWN"]
 
 ROWS_DOWN = 8       # output rows per block of down_combine
 
-# cuda_qmv's body with SWIGLU, pointed at slot blockIdx.y's expert
-_GATE_UP = """
+# cuda_qmv's body with SWIGLU, pointed at slot blockIdx.y's expert pick[slot]
+_SLOT = """
     const int slot = blockIdx.y;
     const bool sh = SHARED && slot == KR;
-    const size_t e = sh ? 0 : static_cast<size_t>(inds[slot]);
+    const size_t e = sh ? 0 : static_cast<size_t>(pick[slot]);
     const auto* w = sh ? w_s : w_e + e * (size_t)(2 * N) * (K / 8);
     const auto* scales = sh ? s_s : s_e + e * (size_t)(2 * N) * (K / GS);
     const auto* biases = sh ? b_s : b_e + e * (size_t)(2 * N) * (K / GS);
     auto* y = y_all + (size_t)slot * N;
 """ + _QMV
+
+_GATE_UP = "    const auto* pick = inds;\n" + _SLOT
+
+# every block routes (cuda_moe's softmax / top-k on the router logits: a few
+# microseconds, in parallel) instead of waiting for a routing kernel; block
+# (0, 0) writes the routing for down_combine
+_GATE_UP_ROUTED = """
+    constexpr int RB = 32 * WARPS;
+    __shared__ float r_p[E];
+    __shared__ float r_red[RB / 32];
+    __shared__ int r_arg[RB / 32];
+    __shared__ int pick[KR];
+    __shared__ float r_v[KR];
+    mlxprof_route_block<T, E, KR, RB, NORM>(logits, r_p, r_red, r_arg, pick, r_v);
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
+        for (int j = 0; j < KR; ++j) {
+            inds[j] = static_cast<unsigned int>(pick[j]);
+            scores[j] = static_cast<T>(r_v[j]);
+        }
+        sgate[0] = static_cast<T>(SG ? mlxprof_sigmoid<T>(static_cast<float>(logits[E])) : 0.0f);
+    }
+""" + _SLOT
 
 _DOWN = """
     constexpr int VECS = K / 32;
@@ -137,6 +161,15 @@ def _gate_up_kernel():
 
 
 @lru_cache(maxsize=1)
+def _gate_up_routed_kernel():
+    return mx.fast.cuda_kernel(
+        name="mlxprof_experts_gate_up_routed",
+        input_names=["x", "logits", "w_e", "s_e", "b_e", "w_s", "s_s", "b_s"],
+        output_names=["y_all", "inds", "scores", "sgate"], source=_GATE_UP_ROUTED,
+        header=HEADER + QMV_HEADER + ROUTE_HEADER)
+
+
+@lru_cache(maxsize=1)
 def _down_kernel():
     return mx.fast.cuda_kernel(
         name="mlxprof_experts_down",
@@ -160,19 +193,43 @@ def gate_up(x, inds, experts, shared, group_size: int):
     the gate rows then up rows, shapes (E, 2n, D/8), (E, 2n, D/gs); shared the
     same for the shared expert ((2n, D/8), ...) or None.
     """
+    return _launch_gate_up(_gate_up_kernel(), x, inds, experts, shared, group_size,
+                           inds.shape[-1], [], [])[0]
+
+
+def gate_up_routed(x, logits, k: int, norm: bool, experts, shared, group_size: int):
+    """(act, inds, scores, sgate): cuda_moe.route(logits, ...) and gate_up()
+    in one kernel; CUDA only.
+
+    logits (..., W) the router's output for one row, the shared expert's
+    gate logit in column E (the number of experts) when `shared` is given;
+    the other arguments as gate_up(). inds (..., k) uint32, scores (..., k)
+    and sgate (..., 1) as cuda_moe.route returns them (sgate zeros without
+    a shared expert), ready for down_combine().
+    """
+    e = experts[0].shape[0]
+    lead = logits.shape[:-1]
+    return _launch_gate_up(
+        _gate_up_routed_kernel(), x, logits, experts, shared, group_size, k,
+        [("E", e), ("NORM", bool(norm)), ("SG", shared is not None)],
+        [(lead + (k,), mx.uint32), (lead + (k,), x.dtype), (lead + (1,), x.dtype)])
+
+
+def _launch_gate_up(kernel, x, pick, experts, shared, group_size: int, k: int,
+                    template: list, extra_outs: list):
     w, s, b = experts
-    k, n, dim = inds.shape[-1], w.shape[1] // 2, x.shape[-1]
+    n, dim = w.shape[1] // 2, x.shape[-1]
     ws, ss, bs = shared if shared is not None else experts
     warps = _warps(dim)
     slots = k + (shared is not None)
-    (y,) = _gate_up_kernel()(
-        inputs=[x, inds, w, s, b, ws, ss, bs],
+    return kernel(
+        inputs=[x, pick, w, s, b, ws, ss, bs],
         template=[("T", x.dtype), ("K", dim), ("N", n), ("GS", group_size),
                   ("ROWS", ROWS_SWIGLU), ("WARPS", warps), ("SWIGLU", True),
-                  ("KR", k), ("SHARED", shared is not None)],
+                  ("KR", k), ("SHARED", shared is not None)] + template,
         grid=(32 * warps * -(-n // ROWS_SWIGLU), slots, 1), threadgroup=(32 * warps, 1, 1),
-        output_shapes=[(slots, n)], output_dtypes=[x.dtype])
-    return y
+        output_shapes=[(slots, n)] + [sh for sh, _ in extra_outs],
+        output_dtypes=[x.dtype] + [dt for _, dt in extra_outs])
 
 
 def down_combine(act, inds, scores, sgate, h, experts, shared, group_size: int):
@@ -234,6 +291,14 @@ def gate_up_reference(x, inds, experts, shared, group_size: int):
                         experts[0].shape[1] // 2)
 
 
+def gate_up_routed_reference(x, logits, k: int, norm: bool, experts, shared,
+                             group_size: int):
+    """gate_up_routed() in MLX ops: cuda_moe.route_reference, then gate_up_reference."""
+    inds, scores, sg = route_reference(logits, k, experts[0].shape[0], norm,
+                                       shared is not None)
+    return gate_up_reference(x, inds, experts, shared, group_size), inds, scores, sg
+
+
 def down_combine_reference(act, inds, scores, sgate, h, experts, shared, group_size: int):
     """down_combine() in MLX ops, in mlx-lm's order."""
     return _combine_rows(act, _slots(inds, experts, shared), inds.size, scores, sgate, h,
@@ -249,6 +314,38 @@ def self_check(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
     contracts on the dequantized weights in float32."""
     key = (n_experts, k, dim, n, group_size, shared)
     return self_checked("experts", key, lambda: _check(*key))
+
+
+def self_check_routed(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
+                      shared: bool = True, norm: bool = True) -> float:
+    """gate_up_routed() against gate_up_routed_reference() on random data:
+    inf unless the picked experts are a valid top-k of the same
+    probabilities (bf16 ties may pick other experts of equal probability);
+    else the largest rel_diff of the sorted scores and the shared gate vs
+    the reference's, and of the activations vs gate_up() (the kernel
+    self_check() covers) on the routed kernel's own picks: 0 when equal."""
+    key = (n_experts, k, dim, n, group_size, shared, norm)
+    return self_checked("experts_routed", key, lambda: _check_routed(*key))
+
+
+def _check_routed(n_experts, k, dim, n, gs, shared, norm) -> float:
+    ks = mx.random.split(mx.random.key(5), 4)
+    dt = mx.bfloat16
+    gu = _quantized(ks[0], (n_experts, 2 * n, dim), gs)
+    sgu = _quantized(ks[1], (2 * n, dim), gs) if shared else None
+    x = mx.random.normal((1, 1, dim), key=ks[2]).astype(dt)
+    logits = (2 * mx.random.normal((1, 1, n_experts + shared), key=ks[3])).astype(dt)
+    act1, i1, s1, g1 = gate_up_routed(x, logits, k, norm, gu, sgu, gs)
+    _, i0, s0, g0 = gate_up_routed_reference(x, logits, k, norm, gu, sgu, gs)
+    p = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
+    top = lambda i: mx.sort(mx.take_along_axis(p, i.astype(mx.int32), -1), -1)
+    picked = mx.sort(i1, -1)
+    if not (mx.all(picked[..., 1:] != picked[..., :-1]).item()
+            and mx.array_equal(top(i0), top(i1)).item()):
+        return float("inf")
+    act0 = gate_up(x, i1, gu, sgu, gs)
+    return max(rel_diff(mx.sort(s1, -1), mx.sort(s0, -1)), rel_diff(g1, g0),
+               rel_diff(act1, act0))
 
 
 def _quantized(key, shape, gs):

@@ -32,18 +32,18 @@ from .cuda_common import HEADER, rel_diff, self_checked
 
 __all__ = ["route", "combine", "route_reference", "combine_reference", "self_check"]
 
-_ROUTE = """
+# softmax (float32, as precise=True) over x[0..E), top-KT, renormalized when
+# NORM: the block's BLOCK threads leave the picked experts in sel_i and their
+# scores (rounded to OutT) in sel_v, both in shared memory. s_p: E floats,
+# s_red / s_arg: BLOCK / 32 each. Shared with cuda_experts' routed gate_up.
+ROUTE_HEADER = """
+template <typename OutT, int E, int KT, int BLOCK, bool NORM>
+__device__ inline void mlxprof_route_block(
+        const OutT* x, float* s_p, float* s_red, int* s_arg, int* sel_i, float* sel_v) {
     constexpr int NW = BLOCK / 32;
-    __shared__ float s_p[E];
-    __shared__ float s_red[NW];
-    __shared__ int s_arg[NW];
-    __shared__ int sel_i[K];
-    __shared__ float sel_v[K];
-    const int row = blockIdx.x;
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int wid = tid >> 5;
-    const auto* x = logits + (size_t)row * W;
 
     float m = -3.402823466e+38f;
     for (int i = tid; i < E; i += BLOCK) m = fmaxf(m, static_cast<float>(x[i]));
@@ -68,7 +68,7 @@ _ROUTE = """
             __fmul_rn(__expf(static_cast<float>(x[i]) - m), inv)));
     __syncthreads();
 
-    for (int j = 0; j < K; ++j) {
+    for (int j = 0; j < KT; ++j) {
         float best = -1.0f;
         int bi = E;
         for (int i = tid; i < E; i += BLOCK) {
@@ -98,21 +98,33 @@ _ROUTE = """
         __syncthreads();
     }
 
-    if (tid == 0) {
+    if (NORM && tid == 0) {
         float ssum = 0.0f;
-        for (int j = 0; j < K; ++j) ssum = __fadd_rn(ssum, sel_v[j]);
+        for (int j = 0; j < KT; ++j) ssum = __fadd_rn(ssum, sel_v[j]);
         const float sb = static_cast<float>(static_cast<OutT>(ssum));
+        for (int j = 0; j < KT; ++j)
+            sel_v[j] = static_cast<float>(static_cast<OutT>(__fdiv_rn(sel_v[j], sb)));
+    }
+    __syncthreads();
+}
+"""
+
+_ROUTE = """
+    __shared__ float s_p[E];
+    __shared__ float s_red[BLOCK / 32];
+    __shared__ int s_arg[BLOCK / 32];
+    __shared__ int sel_i[K];
+    __shared__ float sel_v[K];
+    const int row = blockIdx.x;
+    const auto* x = logits + (size_t)row * W;
+    mlxprof_route_block<OutT, E, K, BLOCK, NORM>(x, s_p, s_red, s_arg, sel_i, sel_v);
+    if (threadIdx.x == 0) {
         for (int j = 0; j < K; ++j) {
             inds[row * K + j] = static_cast<unsigned int>(sel_i[j]);
-            const float v = NORM ? __fdiv_rn(sel_v[j], sb) : sel_v[j];
-            scores[row * K + j] = static_cast<OutT>(v);
+            scores[row * K + j] = static_cast<OutT>(sel_v[j]);
         }
-        if (SG) {
-            const float g = static_cast<float>(x[E]);
-            sgate[row] = static_cast<OutT>(mlxprof_sigmoid<OutT>(g));
-        } else {
-            sgate[row] = static_cast<OutT>(0.0f);
-        }
+        sgate[row] = static_cast<OutT>(SG ? mlxprof_sigmoid<OutT>(static_cast<float>(x[E]))
+                                          : 0.0f);
     }
 """
 
@@ -171,7 +183,7 @@ def _route_kernel():
     return mx.fast.cuda_kernel(
         name="mlxprof_moe_route", input_names=["logits"],
         output_names=["inds", "scores", "sgate"], source=_ROUTE,
-        header=HEADER)
+        header=HEADER + ROUTE_HEADER)
 
 
 @lru_cache(maxsize=None)

@@ -102,8 +102,11 @@ class Options:
     kernels (cuda_experts.py): the top-k experts' and the shared expert's
     gate/up with SwiGLU in one, their down projections with the weighted
     combine and the residual add in the other (the next RMSNorm stays
-    MLX's); "auto" picks it on a CUDA GPU with router/combine "cuda" when
-    its self-check passes; "ops" keeps gather_qmm.
+    MLX's); experts="routed" also moves the routing (cuda_moe's softmax and
+    top-k) into the gate/up kernel: each of its blocks routes for itself,
+    one kernel launch fewer per MoE block; "auto" picks "routed" on a CUDA
+    GPU with router/combine "cuda" when both self-checks pass ("cuda" when
+    only the experts' passes); "ops" keeps gather_qmm.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
     rounding by construction (on the CPU the fused general path was slower
@@ -139,7 +142,7 @@ def _check(o: Options) -> None:
                "add_norm": ("auto", "ops", "cuda"),
                "qk_norm_rope": ("auto", "ops", "cuda"),
                "qmv": ("auto", "ops", "cuda", "swiglu"),
-               "experts": ("auto", "ops", "cuda"),
+               "experts": ("auto", "ops", "cuda", "routed"),
                "prefill": ("mlx_lm", "fused")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:

@@ -55,19 +55,23 @@ def _experts_kernel(moe, blk, o) -> None:
     if o.experts == "ops":
         return
     if not moe.experts_kernel_fits():
-        if o.experts == "cuda":
-            raise ValueError("optimize_model: experts='cuda' needs 4-bit affine experts, "
+        if o.experts in ("cuda", "routed"):
+            raise ValueError(f"optimize_model: experts={o.experts!r} needs 4-bit affine experts, "
                              "fused gate/up and the routing and combine kernels "
                              "(router/combine 'auto' or 'cuda'); use 'auto'")
         return
-    if o.experts == "auto":
-        from mlxprof.decode.kernels import cuda_experts
-        dim = moe.down.weight.shape[1]
-        err = cuda_experts.self_check(blk.num_experts, blk.top_k, dim, moe.hidden,
-                                      moe.gate_up.qspec[0], moe.shared is not None)
-        if err >= 1e-2:
-            return
+    if o.experts == "routed" and not moe.routed_fits():
+        raise ValueError("optimize_model: experts='routed' needs the router fused with "
+                         "the shared expert's gate (fuse_router=True); use 'auto'")
+    from mlxprof.decode.kernels import cuda_experts
+    key = (blk.num_experts, blk.top_k, moe.down.weight.shape[1], moe.hidden,
+           moe.gate_up.qspec[0], moe.shared is not None)
+    if o.experts == "auto" and cuda_experts.self_check(*key) >= 1e-2:
+        return
     moe.experts_kernel = True
+    moe.experts_routed = o.experts == "routed" or (
+        o.experts == "auto" and moe.routed_fits()
+        and cuda_experts.self_check_routed(*key, moe.norm_topk_prob) < 1e-2)
 
 
 def _ffn(mlp, o):
@@ -179,7 +183,8 @@ def _qmv_kernel(layers, lm_head, o) -> None:
 
 def _check_backend(o) -> None:
     asked = [f"{n}={getattr(o, n)!r}" for n, v in
-             (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)), ("experts", ("cuda",)),
+             (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
+              ("experts", ("cuda", "routed")),
               ("combine", ("cuda",)), ("add_norm", ("cuda",)),
               ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda", "swiglu"))) if getattr(o, n) in v]
     if asked and not on_cuda():

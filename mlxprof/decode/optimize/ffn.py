@@ -165,6 +165,7 @@ class MoE(nn.Module):
         self.shared = (MLP.from_mlx_lm(shared, fuse_gate_up) if self.has_shared
                        and not self.shared_in_switch else None)
         self.experts_kernel = False     # build sets it when experts_kernel_fits()
+        self.experts_routed = False     # ... and this when routed_fits() too
 
     def experts_kernel_fits(self) -> bool:
         """True when the experts (and the shared expert) can run as
@@ -183,13 +184,26 @@ class MoE(nn.Module):
             isinstance(p, Proj) and p.qspec == gu.qspec and "biases" in p and "bias" not in p
             for p in (sh.gate_up, sh.down)) and sh.hidden == self.hidden
 
+    def routed_fits(self) -> bool:
+        """True when the routing can run inside the gate/up kernel
+        (cuda_experts.gate_up_routed): the experts kernels fit, and a shared
+        expert's gate logit comes from the fused router."""
+        return self.experts_kernel_fits() and (self.router_fused or not self.has_shared)
+
     def _experts_fused(self, x, h):
-        """route, then cuda_experts.gate_up and down_combine."""
-        inds, scores, ssum, gate = self._route(x)
-        w = scores if ssum is None else scores / ssum
+        """route, then cuda_experts.gate_up and down_combine (with
+        experts_routed: the routing inside the gate/up kernel)."""
         sh, gs = self.shared, self.gate_up.qspec[0]
-        act = cuda_experts.gate_up(x, inds, quantized(self.gate_up),
-                                   quantized(sh.gate_up) if sh else None, gs)
+        shared = quantized(sh.gate_up) if sh else None
+        if self.experts_routed:
+            act, inds, w, gate = cuda_experts.gate_up_routed(
+                x, self.router(x), self.top_k, self.norm_topk_prob,
+                quantized(self.gate_up), shared, gs)
+            gate = gate if sh else None
+        else:
+            inds, scores, ssum, gate = self._route(x)
+            w = scores if ssum is None else scores / ssum
+            act = cuda_experts.gate_up(x, inds, quantized(self.gate_up), shared, gs)
         base = h if h is not None else mx.zeros_like(x)
         return cuda_experts.down_combine(act, inds, w, gate, base, quantized(self.down),
                                          quantized(sh.down) if sh else None, gs)
