@@ -299,7 +299,8 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     from mlxprof.provenance import collect
     res = {"model": name, "scale": args.scale, "provenance": collect(),
            "config": {k: getattr(args, k) for k in ("tokens", "prompt", "steps", "rounds",
-                                                     "repeat", "loops", "yardstick_variants")},
+                                                     "repeat", "loops", "yardstick_variants",
+                                                     "fast_options")},
            "stages": {}}
     path = out / f"gpu_round2_{name.replace('.', '_')}.json"
 
@@ -323,7 +324,7 @@ def run_model(name: str, args, clock: Clock, deadline: float, out: Path) -> dict
     log(f"{name}: loading ({args.scale})")
     lm = load(name, args.scale)
     prompt = lm.prompt(args.prompt, seed=0)
-    fast = optimize_model(lm.model)
+    fast = optimize_model(lm.model, **args.fast_options)
     stage("kernels", lambda: kernels(fast))
     if "determinism" not in args.skip:
         stage("determinism", lambda: determinism(lm, fast, prompt, args.tokens, args.repeat,
@@ -385,8 +386,14 @@ def parse(argv=None):
                     help=f"mlxprof loops on the original model also timed: {','.join(LOOPS)}")
     ap.add_argument("--yardstick-variants", default="",
                     help=f"fast variants also held to the yardstick: {','.join(YARD_VARIANTS)}")
+    ap.add_argument("--fast-options", default="",
+                    help="Options for `fast` other than the defaults, e.g. experts=cuda")
     ap.add_argument("--out", default="out")
     args = ap.parse_args(argv)
+    try:
+        args.fast_options = dict(kv.split("=", 1) for kv in args.fast_options.split(",") if kv)
+    except ValueError:
+        ap.error("--fast-options: a comma list of NAME=VALUE (string values)")
     args.skip = set(filter(None, args.skip.split(",")))
     if "profile" in args.skip:
         args.profile_reserve = 0.0
