@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlxprof.measure import CONFIDENCE, NOISE_RULE, Measurement, paired_ratio
 
-__all__ = ["pooled", "render", "is_run"]
+__all__ = ["pooled", "render", "is_run", "host_ceiling"]
 
 TARGETS = {"qwen3.5-35b-a3b": 4.0, "qwen3-30b-a3b": 3.0, "qwen3-8b": 1.6,
            "smollm2-135m": 2.0, "smollm2-shape": 2.0}   # issue 14, same-run ratio to mlx-lm
@@ -106,6 +106,26 @@ def _ops(p: dict | None, loop: str) -> str:
             f" / {d.get('submit_ms', float('nan')):.2f}")
 
 
+def host_ceiling(p: dict | None) -> float | None:
+    """(host + in async_eval ms) of mlx_lm over fast's, per token, from one profiled
+    run: the speed-up `fast` reaches at most while both loops are host-bound.
+
+    Example:
+        >>> host_ceiling({"mlx_lm": {"host_ms": 6.0, "submit_ms": 2.0},
+        ...               "fast": {"host_ms": 3.0, "submit_ms": 1.0}})
+        2.0
+    """
+    if not p or "skipped" in p or "mlx_lm" not in p or "fast" not in p:
+        return None
+    work = lambda d: d.get("host_ms", float("nan")) + d.get("submit_ms", float("nan"))
+    return work(p["mlx_lm"]) / work(p["fast"])
+
+
+def _ceiling(p: dict | None) -> str:
+    c = host_ceiling(p)
+    return "-" if c is None else f"{c:.2f}x"
+
+
 def _dist(name: str, d: dict) -> str:
     """'name max diff / argmax' of one yardstick entry."""
     return f"{name} {d['rel_max_diff']:.4f} / {d['argmax_agreement']:.3f}"
@@ -172,7 +192,7 @@ _COLUMNS = ["model", "calls", "rounds", "mlx_lm tok/s", "fast tok/s", "fast / ml
             "reached", "pipelined / mlx_lm", "variants / mlx_lm",
             "prompt tok/s: fast / mlx_lm",
             "ops / host ms / in async_eval ms per token: mlx_lm", "... fast",
-            "vs float32: max diff / argmax (yardstick)", "repeatability"]
+            "host-bound ceiling", "vs float32: max diff / argmax (yardstick)", "repeatability"]
 
 
 def _header(folder: Path, rel: str, prov: dict) -> list[str]:
@@ -193,7 +213,10 @@ def _header(folder: Path, rel: str, prov: dict) -> list[str]:
              "The ops / host ms / in async_eval ms, yardstick and repeatability columns "
              "come from the first call that ran that stage: the ms are medians over the "
              "tokens of one profiled run (no interval: one run); the yardstick and "
-             "repeatability are that call's checks, not timings.", ""]
+             "repeatability are that call's checks, not timings. host-bound ceiling: "
+             "mlx_lm's (host + in async_eval) ms per token over fast's, from that "
+             "profiled run (the profiler's own cost included): the most `fast / mlx_lm` "
+             "can reach while both loops are bound by the host's work per token.", ""]
     note = folder / "NOTE.md"
     if note.exists():
         lines += [note.read_text().strip(), ""]
@@ -214,7 +237,7 @@ def render(folder: Path, rel: str) -> str:
             m["fast"].text(1), m["ratio"].text(2), f">= {target}x" if target else "-",
             reached, _ratio(m["pipelined_ratio"]), _variant_ratios(m),
             m["prompt_ratio"].text(2), _ops(m["profile"], "mlx_lm"),
-            _ops(m["profile"], "fast"), _yard(m["yardstick"]),
+            _ops(m["profile"], "fast"), _ceiling(m["profile"]), _yard(m["yardstick"]),
             _det(m["determinism"])]) + " |")
     calls = ["", "## Calls", ""] + _provenance_lines(models)
     return "\n".join(lines + _variant_lines(models) + calls) + "\n"
