@@ -7,8 +7,9 @@ Builds the model's weights (no prefill), then prints the self-check value
 combine kernels (cuda_moe), the experts kernels with and without the routing
 inside (cuda_experts), the one-kernel GDN step (cuda_gdn_layer), the
 residual add + RMSNorm kernel (cuda_norm), the q/k norm + RoPE kernel
-(cuda_rope) and the one-row matvec with and without SwiGLU (cuda_qmv), with
-the exception behind any failed check. Writes JSON to --out.
+(cuda_rope), the decode attention (cuda_attention) and the one-row matvec
+with and without SwiGLU (cuda_qmv), with the exception behind any failed
+check. Writes JSON to --out.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import json
 def self_checks(fast) -> dict:
     """Self-check value of each kernel family at `fast`'s shapes (an
     optimize_model result), and the exceptions of failed checks."""
-    from mlxprof.decode.kernels import (cuda_common, cuda_experts, cuda_gdn_layer, cuda_moe,
-                                        cuda_norm, cuda_qmv, cuda_rope)
+    from mlxprof.decode.kernels import (cuda_attention, cuda_common, cuda_experts,
+                                        cuda_gdn_layer, cuda_moe, cuda_norm, cuda_qmv,
+                                        cuda_rope)
     from mlxprof.decode.optimize.ffn import MLP
     out = {}
     ffn = next((l.ffn for l in fast.layers if hasattr(l.ffn, "router_mode")), None)
@@ -40,6 +42,11 @@ def self_checks(fast) -> dict:
     attn = next((l.mixer for l in fast.layers if hasattr(l.mixer, "cuda_rope")), None)
     if attn is not None and cuda_rope.supported(attn):
         out["qk_norm_rope"] = cuda_rope.self_check(attn)
+    dt = layer.post_w.dtype
+    if attn is not None and cuda_attention.supported(attn.head_dim, attn.n_heads,
+                                                     attn.n_kv, dt):
+        out["attention"] = cuda_attention.self_check(1, attn.n_heads, attn.n_kv,
+                                                     attn.head_dim, dtype=dt)
     ffn = fast.layers[0].ffn          # a dense MLP, or an MoE with a shared one
     mlp = ffn if isinstance(ffn, MLP) else getattr(ffn, "shared", None)
     if isinstance(mlp, MLP) and getattr(mlp.gate_up, "qspec", None):

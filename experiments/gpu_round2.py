@@ -104,7 +104,9 @@ def kernels(fast) -> dict:
            "experts_routed": sorted({str(l.ffn.experts_routed) for l in layers
                                      if hasattr(l.ffn, "experts_routed")}),
            "qk_norm_rope": sorted({str(l.mixer.cuda_rope) for l in layers
-                                   if hasattr(l.mixer, "cuda_rope")})}
+                                   if hasattr(l.mixer, "cuda_rope")}),
+           "attention": sorted({str(l.mixer.cuda_attention) for l in layers
+                                if hasattr(l.mixer, "cuda_attention")})}
     if on_cuda():
         from check_kernels import self_checks
         try:
@@ -166,6 +168,7 @@ YARD_VARIANTS = {   # `fast` with one lever changed, held to the yardstick (--ya
     "norm_ops": {"add_norm": "ops"}, "rope_ops": {"qk_norm_rope": "ops"},
     "no_compile": {"compile": False}, "moe_ops": {"experts": "ops"},
     "experts_cuda": {"experts": "cuda"},
+    "attn_cuda": {"attention": "cuda"},
 }
 
 
@@ -217,6 +220,7 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "qmv_ops": {"qmv": "ops"},
     "moe_ops": {"experts": "ops"},
     "experts_cuda": {"experts": "cuda"},
+    "attn_cuda": {"attention": "cuda"},
     "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
                    "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
 }

@@ -203,3 +203,14 @@ def test_experts_down_kernel_compiles(tmp_path, shared, n):
          ("WARPS", 1), ("KR", 8), ("SHARED", shared)],
         cuda_experts._DOWN, cuda_common.HEADER + cuda_qmv.QMV_HEADER)
     compile_ok(tmp_path, src)
+
+
+@pytest.mark.parametrize("t,d", [(BF16, 64), (BF16, 128), (BF16, 256), (F32, 128)])
+def test_decode_attention_kernel_compiles(tmp_path, t, d):
+    from mlxprof.decode.kernels import cuda_attention as ca
+    src = kernel_source(
+        "attn", [("q", t), ("keys", t), ("values", t), ("n", "int32_t")], [("o", t)],
+        [("T", t), ("H", 16), ("HKV", 2), ("S", 512), ("D", d), ("WARPS", ca.WARPS),
+         ("U", ca.UNROLL), ("SCALE_BITS", ca._scale_bits(d ** -0.5))],
+        ca._SOURCE, cuda_common.HEADER + ca._ATTN_HEADER)
+    compile_ok(tmp_path, src)

@@ -321,7 +321,7 @@ def test_cuda_only_levers_refuse_cpu():
                  {"experts": "routed"},
                  {"gated_delta": "fused"},
                  {"add_norm": "cuda"}, {"qk_norm_rope": "cuda"}, {"qmv": "cuda"},
-                 {"qmv": "swiglu"}):
+                 {"qmv": "swiglu"}, {"attention": "cuda"}):
         with pytest.raises(ValueError, match="CUDA backend"):
             optimize_model(orig, **opts)
 
@@ -444,3 +444,68 @@ def test_experts_auto_routes_inside_gate_up_when_its_check_passes(monkeypatch, r
                           qmv="ops")
     moes = [m for l in fast.layers for _, m in l.named_modules() if isinstance(m, MoE)]
     assert moes and all(m.experts_kernel and m.experts_routed == want for m in moes)
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_decode_attention_reference_equals_mlx_lm(d):
+    """cuda_attention's contract in MLX ops (what its kernel is checked
+    against on the GPU) is mlx-lm's decode path bit-exactly: the cache
+    buffers sliced to the valid length, then mlx-lm's sdpa (GQA heads)."""
+    from mlx_lm.models.base import scaled_dot_product_attention
+    from mlxprof.decode.kernels.cuda_attention import decode_attention_reference
+    ks = mx.random.split(mx.random.key(d), 3)
+    q = mx.random.normal((1, 4, 1, d), key=ks[0]).astype(mx.bfloat16)
+    keys, values = (mx.random.normal((1, 2, 300, d), key=k).astype(mx.bfloat16)
+                    for k in ks[1:])
+    n, scale = 257, d ** -0.5
+    want = scaled_dot_product_attention(q, keys[..., :n, :], values[..., :n, :], cache=None,
+                                        scale=scale, mask=None)
+    got = decode_attention_reference(q, keys, values, mx.array(n, mx.int32), scale)
+    assert mx.array_equal(got, want)
+
+
+def _attention_kernel_marked(fast) -> list[bool]:
+    return [l.mixer.cuda_attention for l in fast.layers if hasattr(l.mixer, "cuda_attention")]
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama", "qwen3_5_moe"])
+def test_attention_kernel_path_wiring(monkeypatch, arch):
+    """The decode step's one-kernel attention path (the full cache buffers
+    and the shared n_valid array handed to cuda_attention.decode_attention),
+    run on the CPU with the kernel replaced by its MLX-ops reference, gives
+    the fast model's logits and greedy tokens bit-exactly (GQA heads; Qwen3.5's
+    gated attention), past the KV cache's 256-token growth."""
+    from mlxprof.decode.kernels import cuda_attention
+    orig, fast = model(arch)
+    patched = optimize_model(orig)
+    for l in patched.layers:
+        if hasattr(l.mixer, "cuda_attention"):
+            l.mixer.cuda_attention = True
+    assert any(_attention_kernel_marked(patched))
+    calls = []
+    ref = cuda_attention.decode_attention_reference
+    monkeypatch.setattr(cuda_attention, "decode_attention",
+                        lambda *a: calls.append(a[3]) or ref(*a))
+    seq = tokens(262, seed=12)
+    want = generate.teacher_forced_logits(fast, seq, n_prompt=250)
+    got = generate.teacher_forced_logits(patched, seq, n_prompt=250)
+    assert calls and mx.array_equal(got, want)
+    prompt = tokens(6, seed=13)
+    assert list(generate.pipelined_loop(patched, prompt, 8)) == \
+        list(generate.pipelined_loop(fast, prompt, 8))
+
+
+@pytest.mark.parametrize("value,want", [("auto", True), ("ops", False)])
+def test_attention_auto_marks_attention_layers(monkeypatch, value, want):
+    """attention="auto" with a GPU (pretended; the check passing) runs every
+    attention layer's decode sdpa by cuda_attention; "ops" none."""
+    from mlxprof.decode.kernels import cuda_attention
+    from mlxprof.decode.optimize import build
+    monkeypatch.setattr(build, "on_cuda", lambda: True)
+    monkeypatch.setattr(cuda_attention, "self_check", lambda *a, **k: 0.0)
+    orig, _ = model("qwen3_5_moe")
+    fast = optimize_model(orig, attention=value, add_norm="ops", qk_norm_rope="ops",
+                          router="exact", combine="exact", gated_delta="ops", qmv="ops",
+                          experts="ops")
+    marked = _attention_kernel_marked(fast)
+    assert marked and all(m == want for m in marked)

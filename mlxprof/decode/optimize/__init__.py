@@ -15,7 +15,7 @@ rounding), with fewer primitives and less Python per decoded token:
   `mx.fast.gated_delta_update` where the backend has a kernel for it;
 * on MLX's CUDA backend, custom kernels for chains of small ops at one token
   (the whole GDN step, MoE routing, MoE combine, residual add + RMSNorm,
-  q/k norm + RoPE, the one-row 4-bit matvec), each used only after its
+  q/k norm + RoPE, the one-row 4-bit matvec, decode attention), each used only after its
   self-check on the device.
 
 Prefill (more than one token) runs the same fused weights with mlx-lm's math,
@@ -107,6 +107,11 @@ class Options:
     one kernel launch fewer per MoE block; "auto" picks "routed" on a CUDA
     GPU with router/combine "cuda" when both self-checks pass ("cuda" when
     only the experts' passes); "ops" keeps gather_qmm.
+    attention="cuda" runs the decode step's attention (over the full KV
+    cache buffers, no slices) as one CUDA kernel (cuda_attention.py:
+    float32 scores, softmax and sums, one rounding); "auto" uses it on a
+    CUDA GPU when its self-check passes at the layer's shapes; the default
+    is "ops" (mlx-lm's slices + sdpa) until the kernel is timed on a GPU.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
     rounding by construction (on the CPU the fused general path was slower
@@ -131,6 +136,7 @@ class Options:
     qk_norm_rope: str = "auto"
     qmv: str = "auto"
     experts: str = "auto"
+    attention: str = "ops"
     prefill: str = "mlx_lm"
 
 
@@ -143,6 +149,7 @@ def _check(o: Options) -> None:
                "qk_norm_rope": ("auto", "ops", "cuda"),
                "qmv": ("auto", "ops", "cuda", "swiglu"),
                "experts": ("auto", "ops", "cuda", "routed"),
+               "attention": ("auto", "ops", "cuda"),
                "prefill": ("mlx_lm", "fused")}
     for name, ok in choices.items():
         if getattr(o, name) not in ok:

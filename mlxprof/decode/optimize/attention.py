@@ -71,6 +71,7 @@ class Attention(nn.Module):
             self.v_proj = fuse_linears([attn.v_proj])
         self.o_proj = fuse_linears([attn.o_proj])
         self.cuda_rope = False      # q/k norm + RoPE as one CUDA kernel (cuda_rope.py)
+        self.cuda_attention = False     # decode sdpa as one CUDA kernel (cuda_attention.py)
 
     # -- projections ---------------------------------------------------------
     def _project(self, x):

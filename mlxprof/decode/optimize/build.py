@@ -129,6 +129,24 @@ def _rope_kernel(attn, o) -> None:
     attn.cuda_rope = True
 
 
+def _attention_kernel(attn, o, dtype, kind: str) -> None:
+    """Options.attention resolved for this attention mixer (cuda_attention.py);
+    sliding-window layers keep the ops (their cache is not a plain KVCache)."""
+    if o.attention == "ops" or kind != "fa":
+        return
+    from mlxprof.decode.kernels import cuda_attention as ca
+    heads = (attn.n_heads, attn.n_kv, attn.head_dim)
+    if not ca.supported(attn.head_dim, attn.n_heads, attn.n_kv, dtype):
+        if o.attention == "cuda":
+            raise ValueError(f"optimize_model: attention='cuda' does not support "
+                             f"(heads, kv heads, head dim) {heads} in {dtype}; use 'auto'")
+        return
+    if o.attention == "auto" and not (
+            on_cuda() and ca.self_check(1, *heads, dtype=dtype) < 1e-2):
+        return
+    attn.cuda_attention = True
+
+
 def _cuda_norm(layer, o) -> bool:
     """Options.add_norm resolved: the add + RMSNorm kernel for this layer?"""
     if o.add_norm != "auto":
@@ -153,6 +171,7 @@ def _layer(layer, o):
     mixer.in_dim = layer.input_layernorm.weight.shape[0]
     _rope_kernel(mixer, o)
     kind = "swa" if getattr(layer, "use_sliding", False) else "fa"
+    _attention_kernel(mixer, o, layer.input_layernorm.weight.dtype, kind)
     return AttentionLayer(layer, mixer, ffn, kind, o.compile, o.kv_in_compile, cuda_norm)
 
 
@@ -186,7 +205,8 @@ def _check_backend(o) -> None:
              (("gated_delta", ("cuda", "fused")), ("router", ("cuda",)),
               ("experts", ("cuda", "routed")),
               ("combine", ("cuda",)), ("add_norm", ("cuda",)),
-              ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda", "swiglu"))) if getattr(o, n) in v]
+              ("qk_norm_rope", ("cuda",)), ("qmv", ("cuda", "swiglu")),
+              ("attention", ("cuda",))) if getattr(o, n) in v]
     if asked and not on_cuda():
         raise ValueError(f"optimize_model: {', '.join(asked)} needs MLX's CUDA backend "
                          f"(default device: {mx.default_device()}); leave it 'auto'")

@@ -10,9 +10,10 @@ A layer has two paths:
   each residual add and the norm after it are one step (one kernel with
   Options.add_norm on a CUDA GPU, cuda_norm.py). Everything with static
   shapes runs in `mx.compile`d closures over this layer's weights:
-  - attention layer: [fused q/k/v, q/k norm, RoPE] -> cache update and
-    sdpa in Python (the cache grows every token) -> [gate, o_proj, residual
-    and norm, MLP/MoE, residual and next norm];
+  - attention layer: [fused q/k/v, q/k norm, RoPE, cache write] -> sdpa
+    in Python (the valid length grows every token; one kernel over the
+    whole cache buffers with Options.attention, cuda_attention.py) ->
+    [gate, o_proj, residual and norm, MLP/MoE, residual and next norm];
   - GDN layer: the whole layer, conv and recurrent states passed explicitly.
 
 Example:
@@ -25,6 +26,7 @@ import mlx.nn as nn
 from mlx_lm.models.base import scaled_dot_product_attention
 from mlx_lm.models.cache import KVCache
 
+from mlxprof.decode.kernels import cuda_attention
 from mlxprof.decode.kernels.cuda_norm import add_norm
 
 __all__ = ["AttentionLayer", "GDNLayer"]
@@ -98,23 +100,35 @@ class AttentionLayer(_Layer):
     def step(self, x, xn, mask, cache, offsets):
         n = cache.offset
         if n not in offsets:     # shared by the layers: built once per token
-            offsets[n] = (mx.array(n, mx.int32), mx.array([n], mx.int32))
-        off, at = offsets[n]
+            offsets[n] = (mx.array(n, mx.int32), mx.array([n], mx.int32),
+                          mx.array(n + 1, mx.int32))
+        off, at, n_valid = offsets[n]
         if (self.kv_in_compile and type(cache) is KVCache and cache.keys is not None
                 and n < cache.keys.shape[2]):
             # what KVCache.update_and_fetch does when no growth is needed
             q, keys, values, gate = self._pre_kv(xn, off, at, cache.keys, cache.values)
             cache.keys, cache.values, cache.offset = keys, values, n + 1
-            if n + 1 < keys.shape[2]:
-                keys, values = keys[..., :n + 1, :], values[..., :n + 1, :]
-            o = scaled_dot_product_attention(q, keys, values, cache=cache,
-                                             scale=self.mixer.scale, mask=mask)
+            o = self._attend_buffers(q, keys, values, n_valid, mask, cache)
         else:
             q, k, v, gate = self._pre(xn, off)
             o = self.mixer.attend(q, k, v, cache, mask)
         if gate is None:
             return self._post(o, x)
         return self._post(o, gate, x)
+
+    def _attend_buffers(self, q, keys, values, n_valid, mask, cache):
+        """sdpa of q over the first n_valid (an int32 array; cache.offset as
+        an int) positions of the cache buffers: one kernel with
+        mixer.cuda_attention (decode at one token has no mask), else
+        mlx-lm's slices + sdpa."""
+        m = self.mixer
+        if m.cuda_attention and mask is None and self.mask_kind == "fa":
+            return cuda_attention.decode_attention(q, keys, values, n_valid, m.scale)
+        n = cache.offset
+        if n < keys.shape[2]:
+            keys, values = keys[..., :n, :], values[..., :n, :]
+        return scaled_dot_product_attention(q, keys, values, cache=cache,
+                                            scale=m.scale, mask=mask)
 
 
 class GDNLayer(_Layer):
