@@ -9,6 +9,10 @@ views, each a few microseconds of host time. Here:
 * `gate_up(x, inds, ...)`: for each of the k picked experts (and the shared
   expert as slot k) silu(x @ G_e.T) * (x @ U_e.T): one kernel, a block per
   (slot, group of rows), the one-row 4-bit matvec of cuda_qmv;
+* `gate_up_routed(x, logits, ...)`: the same with the routing inside: every
+  block runs cuda_moe's softmax / top-k (ROUTE_HEADER) on the router logits
+  before it loads its expert, one block writes the picks and scores for
+  down_combine — the routing kernel's launch saved;
 * `down_combine(act, inds, scores, ...)`: each slot's down projection, then
   h + sum_j scores_j * y_j (+ sigmoid(shared gate) * y_shared): one kernel.
   The RMSNorm after it stays MLX's (one more kernel): folding it in needs a
