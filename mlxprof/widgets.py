@@ -6,8 +6,10 @@ over `values` above an output area that is cleared and redrawn with
 figure is drawn anew, not patched, so JupyterLab shows the new one).
 `explore_tokens` and `explore_timelines` are the two uses the notebooks need.
 
-ipywidgets and IPython load only when called; without ipywidgets, `explore`
-returns `render(value)` so the cell still shows the default view.
+ipywidgets and IPython load only when called; without ipywidgets, or with the
+environment variable MLXPROF_WIDGETS=0 (for headless runs: papermill's client can
+stall on widget messages, nbclient issue #312), `explore` returns `render(value)`
+so the cell still shows the default view.
 
 Example:
     >>> from mlxprof import widgets
@@ -17,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import html
+import os
 
 __all__ = ["explore", "token_html", "explore_tokens", "explore_timelines"]
 
@@ -37,6 +40,8 @@ def explore(render, values, value=None, label: str = "value"):
     value = values[-1] if value is None else value
     if value not in values:
         raise ValueError(f"explore(): {value!r} is not one of the values {values!r}")
+    if os.environ.get("MLXPROF_WIDGETS") == "0":
+        return render(value)
     try:
         import ipywidgets as widgets
         from IPython.display import display

@@ -55,3 +55,9 @@ def test_token_html_shows_text_so_far_and_the_time_split(monkeypatch):
         render(v).data for v in values))
     widgets.explore_tokens(p, ["Par", "is", "!"])
     assert shown == [widgets.token_html(p, ["Par", "is", "!"], i) for i in range(3)]
+
+
+def test_explore_without_widgets_when_asked(monkeypatch):
+    """MLXPROF_WIDGETS=0 (headless runs): the default view, no slider."""
+    monkeypatch.setenv("MLXPROF_WIDGETS", "0")
+    assert widgets.explore(lambda n: f"{n} layers", [1, 2, 4], 2, "layers") == "2 layers"
