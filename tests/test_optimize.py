@@ -300,9 +300,15 @@ def test_experts_kernel_path_wiring(monkeypatch, arch, routed):
     mlx-lm's h + block(x) and its norm bit-exactly: the arguments reach the
     kernels in the order and shapes they expect."""
     from mlxprof.decode.kernels import cuda_experts, cuda_moe
-    monkeypatch.setattr(cuda_moe, "route", cuda_moe.route_reference)
+    called = []
+
+    def spy(name, fn):
+        return lambda *a, **k: called.append(name) or fn(*a, **k)
+
+    monkeypatch.setattr(cuda_moe, "route", spy("route", cuda_moe.route_reference))
     for name in ("gate_up", "gate_up_routed", "down_combine"):
-        monkeypatch.setattr(cuda_experts, name, getattr(cuda_experts, name + "_reference"))
+        monkeypatch.setattr(cuda_experts, name,
+                            spy(name, getattr(cuda_experts, name + "_reference")))
     blk, ours, x, h = _moe_block(arch, 10)
     ours.router_mode = ours.combine = "cuda"
     assert ours.experts_kernel_fits() and ours.routed_fits()
@@ -313,6 +319,9 @@ def test_experts_kernel_path_wiring(monkeypatch, arch, routed):
     assert mx.array_equal(got, want)
     assert mx.array_equal(normed, mx.fast.rms_norm(want, w, 1e-6))
     assert mx.array_equal(ours.add_to(h, x), want)
+    path = ["gate_up_routed", "down_combine"] if routed else \
+        ["route", "gate_up", "down_combine"]
+    assert called == path * 2
 
 
 def test_cuda_only_levers_refuse_cpu():

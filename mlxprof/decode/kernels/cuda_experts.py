@@ -322,8 +322,8 @@ def self_check(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
 
 def self_check_routed(n_experts: int, k: int, dim: int, n: int, group_size: int = 64,
                       shared: bool = True, norm: bool = True) -> float:
-    """gate_up_routed() against gate_up_routed_reference() on random data:
-    inf unless the picked experts are a valid top-k of the same
+    """gate_up_routed() against cuda_moe.route_reference and gate_up() on
+    random data: inf unless the picked experts are a valid top-k of the same
     probabilities (bf16 ties may pick other experts of equal probability);
     else the largest rel_diff of the sorted scores and the shared gate vs
     the reference's, and of the activations vs gate_up() (the kernel
@@ -340,7 +340,7 @@ def _check_routed(n_experts, k, dim, n, gs, shared, norm) -> float:
     x = mx.random.normal((1, 1, dim), key=ks[2]).astype(dt)
     logits = (2 * mx.random.normal((1, 1, n_experts + shared), key=ks[3])).astype(dt)
     act1, i1, s1, g1 = gate_up_routed(x, logits, k, norm, gu, sgu, gs)
-    _, i0, s0, g0 = gate_up_routed_reference(x, logits, k, norm, gu, sgu, gs)
+    i0, s0, g0 = route_reference(logits, k, n_experts, norm, shared)
     p = mx.softmax(logits[..., :n_experts], axis=-1, precise=True)
     top = lambda i: mx.sort(mx.take_along_axis(p, i.astype(mx.int32), -1), -1)
     picked = mx.sort(i1, -1)

@@ -100,15 +100,14 @@ class AttentionLayer(_Layer):
     def step(self, x, xn, mask, cache, offsets):
         n = cache.offset
         if n not in offsets:     # shared by the layers: built once per token
-            offsets[n] = (mx.array(n, mx.int32), mx.array([n], mx.int32),
-                          mx.array(n + 1, mx.int32))
-        off, at, n_valid = offsets[n]
+            offsets[n] = (mx.array(n, mx.int32), mx.array([n], mx.int32))
+        off, at = offsets[n]
         if (self.kv_in_compile and type(cache) is KVCache and cache.keys is not None
                 and n < cache.keys.shape[2]):
             # what KVCache.update_and_fetch does when no growth is needed
             q, keys, values, gate = self._pre_kv(xn, off, at, cache.keys, cache.values)
             cache.keys, cache.values, cache.offset = keys, values, n + 1
-            o = self._attend_buffers(q, keys, values, n_valid, mask, cache)
+            o = self._attend_buffers(q, keys, values, mask, cache, offsets)
         else:
             q, k, v, gate = self._pre(xn, off)
             o = self.mixer.attend(q, k, v, cache, mask)
@@ -116,15 +115,17 @@ class AttentionLayer(_Layer):
             return self._post(o, x)
         return self._post(o, gate, x)
 
-    def _attend_buffers(self, q, keys, values, n_valid, mask, cache):
-        """sdpa of q over the first n_valid (an int32 array; cache.offset as
-        an int) positions of the cache buffers: one kernel with
-        mixer.cuda_attention (decode at one token has no mask), else
+    def _attend_buffers(self, q, keys, values, mask, cache, offsets):
+        """sdpa of q over the first cache.offset positions of the cache
+        buffers: one kernel with mixer.cuda_attention (decode at one token has
+        no mask; the valid length an int32 array shared by the layers), else
         mlx-lm's slices + sdpa."""
-        m = self.mixer
-        if m.cuda_attention and mask is None and self.mask_kind == "fa":
-            return cuda_attention.decode_attention(q, keys, values, n_valid, m.scale)
-        n = cache.offset
+        m, n = self.mixer, cache.offset
+        if m.cuda_attention and mask is None:
+            if ("valid", n) not in offsets:
+                offsets[("valid", n)] = mx.array(n, mx.int32)
+            return cuda_attention.decode_attention(q, keys, values, offsets[("valid", n)],
+                                                   m.scale)
         if n < keys.shape[2]:
             keys, values = keys[..., :n, :], values[..., :n, :]
         return scaled_dot_product_attention(q, keys, values, cache=cache,
