@@ -168,7 +168,7 @@ YARD_VARIANTS = {   # `fast` with one lever changed, held to the yardstick (--ya
     "norm_ops": {"add_norm": "ops"}, "rope_ops": {"qk_norm_rope": "ops"},
     "no_compile": {"compile": False}, "moe_ops": {"experts": "ops"},
     "experts_cuda": {"experts": "cuda"},
-    "attn_cuda": {"attention": "cuda"},
+    "attn_cuda": {"attention": "cuda"}, "attn_ops": {"attention": "ops"},
 }
 
 
@@ -221,8 +221,10 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "moe_ops": {"experts": "ops"},
     "experts_cuda": {"experts": "cuda"},
     "attn_cuda": {"attention": "cuda"},
+    "attn_ops": {"attention": "ops"},
     "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
-                   "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops"},
+                   "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops",
+                   "attention": "ops"},
 }
 
 

@@ -18,6 +18,8 @@ PRELUDE = """
 #include <cuda_fp16.h>
 #include <cooperative_groups.h>
 #include <cuda/std/limits>
+#include <cuda/std/array>
+using Shape = cuda::std::array<int32_t, 8>;
 #define inf cuda::std::numeric_limits<float>::infinity()
 """
 
@@ -26,7 +28,12 @@ BF16, F32, U32 = "__nv_bfloat16", "float", "unsigned int"
 
 def kernel_source(name, inputs, outputs, template, source, header=""):
     """What MLX's CUDA custom_kernel.cpp generates (signature, constants)."""
-    args = [f"    const {t}* {n}" for n, t in inputs] + [f"    {t}* {n}" for n, t in outputs]
+    args = []
+    for n, t in inputs:     # MLX passes <name>_shape when the source names it
+        args.append(f"    const {t}* {n}")
+        if f"{n}_shape" in source:
+            args.append(f"    const __grid_constant__ Shape {n}_shape")
+    args += [f"    {t}* {n}" for n, t in outputs]
     consts = []
     for k, v in template:
         if isinstance(v, bool):
@@ -210,7 +217,7 @@ def test_decode_attention_kernel_compiles(tmp_path, t, d):
     from mlxprof.decode.kernels import cuda_attention as ca
     src = kernel_source(
         "attn", [("q", t), ("keys", t), ("values", t), ("n", "int32_t")], [("o", t)],
-        [("T", t), ("H", 16), ("HKV", 2), ("S", 512), ("D", d), ("WARPS", ca.WARPS),
+        [("T", t), ("H", 16), ("HKV", 2), ("D", d), ("WARPS", ca.WARPS),
          ("U", ca.UNROLL), ("SCALE_BITS", ca._scale_bits(d ** -0.5))],
         ca._SOURCE, cuda_common.HEADER + ca._ATTN_HEADER)
     compile_ok(tmp_path, src)

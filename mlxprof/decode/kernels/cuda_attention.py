@@ -7,7 +7,9 @@ ops (two matmuls, softmax, the GQA reshapes and broadcasts), each a few
 microseconds of host time, and decode is host-bound. `decode_attention(q,
 keys, values, n, scale)` does it in one kernel that reads the full buffers
 and attends over their first n positions; n is an int32 array (it changes
-every token: a template constant would recompile the kernel each token).
+every token: a template constant would recompile the kernel each token), and
+the buffers' length is read from `keys_shape` at run time (it grows by 256
+positions as the cache grows: one compiled kernel serves all lengths).
 
 One block per (batch, q head); q head h reads kv head h // (H / Hkv). The
 block's warps take the positions in turn (U at a time, all their loads
@@ -84,6 +86,7 @@ _SOURCE = """
     const int b = bh / H;
     const int kvh = (bh % H) / (H / HKV);
     const int len = n[0];
+    const int S = keys_shape[2];                    // the buffers' length: grows every 256 tokens
     const size_t kv0 = ((size_t)b * HKV + kvh) * S * D + lane * E;
     const bool vec = ((reinterpret_cast<size_t>(q) | reinterpret_cast<size_t>(keys)
                        | reinterpret_cast<size_t>(values)) & 15) == 0;
@@ -182,10 +185,10 @@ def decode_attention(q, keys, values, n, scale: float):
         raise ValueError(f"decode_attention: q, keys, values of one dtype, got "
                          f"{q.dtype}, {keys.dtype}, {values.dtype}")
     B, H, _, D = q.shape
-    hkv, S = keys.shape[1], keys.shape[2]
+    hkv = keys.shape[1]
     (o,) = _kernel()(
         inputs=[q, keys, values, n],
-        template=[("T", q.dtype), ("H", H), ("HKV", hkv), ("S", S), ("D", D),
+        template=[("T", q.dtype), ("H", H), ("HKV", hkv), ("D", D),
                   ("WARPS", WARPS), ("U", UNROLL), ("SCALE_BITS", _scale_bits(scale))],
         grid=(32 * WARPS * B * H, 1, 1), threadgroup=(32 * WARPS, 1, 1),
         output_shapes=[q.shape], output_dtypes=[q.dtype])

@@ -110,8 +110,8 @@ class Options:
     attention="cuda" runs the decode step's attention (over the full KV
     cache buffers, no slices) as one CUDA kernel (cuda_attention.py:
     float32 scores, softmax and sums, one rounding); "auto" uses it on a
-    CUDA GPU when its self-check passes at the layer's shapes; the default
-    is "ops" (mlx-lm's slices + sdpa) until the kernel is timed on a GPU.
+    CUDA GPU when its self-check passes at the layer's shapes (the
+    default); "ops" keeps mlx-lm's slices + sdpa.
     prefill="mlx_lm" runs calls of more than one token (the prompt) through
     the original mlx-lm model, on the same cache: mlx-lm's prefill speed and
     rounding by construction (on the CPU the fused general path was slower
@@ -136,7 +136,7 @@ class Options:
     qk_norm_rope: str = "auto"
     qmv: str = "auto"
     experts: str = "auto"
-    attention: str = "ops"
+    attention: str = "auto"
     prefill: str = "mlx_lm"
 
 
