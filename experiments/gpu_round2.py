@@ -169,21 +169,47 @@ YARD_VARIANTS = {   # `fast` with one lever changed, held to the yardstick (--ya
     "no_compile": {"compile": False}, "moe_ops": {"experts": "ops"},
     "experts_cuda": {"experts": "cuda"},
     "attn_cuda": {"attention": "cuda"}, "attn_ops": {"attention": "ops"},
+    # which dense-model projections run on cuda_qmv ("qmv_keep": the others
+    # go back to MLX's qmv after the build; "unfused": SwiGLU by MLX ops)
+    "qmv_attn_only": {"qmv_keep": ("mixer.qkv", "mixer.o_proj")},
+    "qmv_down_only": {"qmv_keep": ("ffn.down",)},
+    "qmv_no_gate_up": {"qmv_keep": ("mixer.qkv", "mixer.o_proj", "ffn.down")},
+    "qmv_gate_up_unfused": {"qmv_keep": ("ffn.gate_up",), "unfused": True},
 }
+
+
+def restrict_qmv(fast, keep, unfused: bool = False):
+    """`fast` with cuda_qmv only on the layers' projections named in `keep`
+    (paths inside a layer, e.g. "ffn.down"), and with the MLPs' gate_up +
+    SwiGLU kernel off when `unfused`; returns `fast`."""
+    from mlxprof.decode.optimize.ffn import MLP
+    from mlxprof.decode.optimize.fuse import Proj
+    for layer in fast.layers:
+        for name, m in layer.named_modules():
+            if isinstance(m, Proj) and name not in keep:
+                m.cuda_qmv = False
+            if unfused and isinstance(m, MLP):
+                m.fused_swiglu = lambda x: False
+    return fast
 
 
 def built(lm, table: dict, names: list[str]) -> tuple[dict, dict]:
     """({name: optimize_model(lm.model, **table[name])}, {name: error}) for `names`:
     a lever this model or backend refuses (or an Options field not there yet)
-    is reported, not raised."""
+    is reported, not raised; "qmv_keep" / "unfused" entries go to restrict_qmv."""
     from mlxprof.decode.optimize import optimize_model
     models, errors = {}, {}
     for name in names:
+        opts = dict(table[name])
+        keep, unfused = opts.pop("qmv_keep", None), opts.pop("unfused", False)
         try:
-            models[name] = optimize_model(lm.model, **table[name])
+            models[name] = optimize_model(lm.model, **opts)
         except (ValueError, TypeError) as err:  # e.g. an explicit "cuda" lever off CUDA
             errors[name] = f"{type(err).__name__}: {err}"
             log(f"  variant {name} skipped: {errors[name]}")
+            continue
+        if keep is not None:
+            restrict_qmv(models[name], keep, unfused)
     return models, errors
 
 

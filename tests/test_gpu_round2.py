@@ -101,3 +101,30 @@ def test_experts_timing_per_call_ms_and_paired_ratio():
     assert got["kernels"]["ci95"][1] > got["kernels"]["ci95"][0]
     assert got["kernels_over_ops"]["median"] == 0.5                           # 0.6, 0.4, 0.5
     assert got["kernels_over_ops"]["ci95"][0] < 0.5 < got["kernels_over_ops"]["ci95"][1]
+
+
+def test_restrict_qmv_keeps_only_the_named_projections():
+    """The yardstick's qmv_* variants: cuda_qmv stays on the kept projections
+    only (set here by hand: the CPU has no kernel), and "unfused" turns the
+    gate_up + SwiGLU kernel off; with nothing kept the model runs as before."""
+    import mlx.core as mx
+
+    import mlxprof.lab.models as M
+    from mlxprof.decode.optimize import optimize_model
+    from mlxprof.decode.optimize.ffn import MLP
+    from mlxprof.decode.optimize.fuse import Proj
+    g = _gpu_round2()
+    lm = M.load("qwen3-8b", scale="tiny", seed=0)
+    fast = optimize_model(lm.model)
+    x = mx.array([[1, 2, 3]])
+    before = fast(x)
+    projs = [(n, m) for l in fast.layers for n, m in l.named_modules() if isinstance(m, Proj)]
+    for _, m in projs:
+        m.cuda_qmv = True
+    g.restrict_qmv(fast, ("ffn.down",), unfused=True)
+    assert {n for n, m in projs if m.cuda_qmv} == {"ffn.down"}
+    mlp = fast.layers[0].ffn
+    assert isinstance(mlp, MLP) and mlp.fused_swiglu(mx.zeros((1, 1, 8))) is False
+    g.restrict_qmv(fast, ())
+    assert not any(m.cuda_qmv for _, m in projs)
+    assert mx.array_equal(fast(x), before)
