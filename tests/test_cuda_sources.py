@@ -117,14 +117,17 @@ def test_combine_norm_kernel_compiles(tmp_path, shared, in_y):
     compile_ok(tmp_path, src)
 
 
-@pytest.mark.parametrize("trad", [False, True])
-def test_qk_norm_rope_kernel_compiles(tmp_path, trad):
+@pytest.mark.parametrize("trad,norm", [(False, True), (True, True), (False, False)])
+def test_qk_norm_rope_kernel_compiles(tmp_path, trad, norm):
     from mlxprof.decode.kernels import cuda_rope
+    t, w = (BF16, BF16) if norm else ("__half", F32)   # llama's: fp16, consts as weights
+    heads = [("HQ", 16), ("HK", 2), ("D", 256), ("P", 9216)] if norm else \
+        [("HQ", 9), ("HK", 3), ("D", 64), ("P", 960)]
     src = kernel_source(
-        "qk_rope", [("p", BF16), ("q_w", BF16), ("k_w", BF16), ("offset", "int32_t"),
-                    ("consts", F32)], [("q", BF16), ("k", BF16), ("v", BF16)],
-        [("OutT", BF16), ("HQ", 16), ("HK", 2), ("D", 256), ("P", 9216), ("DIMS", 64),
-         ("TRAD", trad)], cuda_rope._SOURCE, cuda_common.HEADER)
+        "qk_rope", [("p", t), ("q_w", w), ("k_w", w), ("offset", "int32_t"),
+                    ("consts", F32)], [("q", t), ("k", t), ("v", t)],
+        [("OutT", t), *heads, ("DIMS", 64), ("TRAD", trad), ("NORM", norm)],
+        cuda_rope._SOURCE, cuda_common.HEADER)
     compile_ok(tmp_path, src)
 
 

@@ -473,6 +473,15 @@ def test_decode_attention_reference_equals_mlx_lm(d):
     assert mx.array_equal(got, want)
 
 
+def assert_same_decode(patched, fast, seq, n_prompt: int, prompt) -> None:
+    """`patched` gives `fast`'s teacher-forced logits over seq (bit for bit)
+    and its 8 greedy tokens after prompt."""
+    want = generate.teacher_forced_logits(fast, seq, n_prompt=n_prompt)
+    assert mx.array_equal(generate.teacher_forced_logits(patched, seq, n_prompt=n_prompt), want)
+    assert list(generate.pipelined_loop(patched, prompt, 8)) == \
+        list(generate.pipelined_loop(fast, prompt, 8))
+
+
 def _attention_kernel_marked(fast) -> list[bool]:
     return [l.mixer.cuda_attention for l in fast.layers if hasattr(l.mixer, "cuda_attention")]
 
@@ -495,13 +504,8 @@ def test_attention_kernel_path_wiring(monkeypatch, arch):
     ref = cuda_attention.decode_attention_reference
     monkeypatch.setattr(cuda_attention, "decode_attention",
                         lambda *a: calls.append(a[3]) or ref(*a))
-    seq = tokens(262, seed=12)
-    want = generate.teacher_forced_logits(fast, seq, n_prompt=250)
-    got = generate.teacher_forced_logits(patched, seq, n_prompt=250)
-    assert calls and mx.array_equal(got, want)
-    prompt = tokens(6, seed=13)
-    assert list(generate.pipelined_loop(patched, prompt, 8)) == \
-        list(generate.pipelined_loop(fast, prompt, 8))
+    assert_same_decode(patched, fast, tokens(262, seed=12), 250, tokens(6, seed=13))
+    assert calls
 
 
 @pytest.mark.parametrize("value,want", [("auto", True), ("ops", False)])
@@ -518,3 +522,25 @@ def test_attention_auto_marks_attention_layers(monkeypatch, value, want):
                           experts="ops")
     marked = _attention_kernel_marked(fast)
     assert marked and all(m == want for m in marked)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_rope_kernel_path_wiring(monkeypatch, arch):
+    """qk_norm_rope="auto" with a GPU (pretended; the check passing) marks
+    every attention layer, llama's (no q/k norms) included; its one-kernel
+    path, run on the CPU with the kernel replaced by its MLX-ops reference,
+    gives the fast model's logits and greedy tokens bit-exactly."""
+    from mlxprof.decode.kernels import cuda_rope
+    from mlxprof.decode.optimize import attention, build
+    orig, fast = model(arch)
+    monkeypatch.setattr(build, "on_cuda", lambda: True)
+    monkeypatch.setattr(cuda_rope, "self_check", lambda attn: 0.0)
+    patched = optimize_model(orig, qk_norm_rope="auto", add_norm="ops", qmv="ops",
+                             attention="ops")
+    marked = [l.mixer.cuda_rope for l in patched.layers if hasattr(l.mixer, "cuda_rope")]
+    assert marked and all(marked)
+    calls = []
+    monkeypatch.setattr(attention, "qk_norm_rope", lambda *a: calls.append(1)
+                        or cuda_rope.qk_norm_rope_reference(*a))
+    assert_same_decode(patched, fast, tokens(40, seed=14), 30, tokens(6, seed=15))
+    assert calls

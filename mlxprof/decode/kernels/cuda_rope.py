@@ -7,7 +7,9 @@ does them in one: one thread block per head, one thread per dimension. It
 reads the fused q/k/v projection's output directly ([q heads | k heads |
 v heads | ...]) and writes the rotated q and k heads and a copy of the v
 heads in the layout sdpa and the KV cache take (B, heads, 1, D): no split
-or reshape ops around it.
+or reshape ops around it. Attention without q/k norms (llama's) gets the
+same kernel without the norm (template NORM false): RoPE and the layout
+in one kernel, where the op path takes two splits, two reshapes and RoPE.
 
 Rounding follows MLX's ops: RMSNorm `w * T(x * rsqrt(mean(x^2) + eps))`,
 RoPE in float32 rounded once; the angle is computed as MLX's kernel does
@@ -29,7 +31,7 @@ import mlx.nn as nn
 
 from .cuda_common import HEADER, rel_diff, self_checked
 
-__all__ = ["qk_norm_rope", "supported", "prepare", "self_check"]
+__all__ = ["qk_norm_rope", "qk_norm_rope_reference", "supported", "prepare", "self_check"]
 
 _SOURCE = """
     constexpr int NH = HQ + HK;
@@ -40,14 +42,17 @@ _SOURCE = """
     const int b = blockIdx.x / NH;
     const int t = threadIdx.x;
     const float xv = static_cast<float>(p[(size_t)b * P + head * D + t]);
-    float ss = mlxprof_warp_sum(__fmul_rn(xv, xv));
-    if ((t & 31) == 0) s_red[t >> 5] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
-    const float nrm = rsqrtf(__fadd_rn(tot / D, consts[0]));
-    const float w = static_cast<float>(head < HQ ? q_w[t] : k_w[t]);
-    const float y = mlxprof_rnd<OutT>(__fmul_rn(w, mlxprof_rnd<OutT>(__fmul_rn(xv, nrm))));
+    float y = xv;
+    if (NORM) {
+        float ss = mlxprof_warp_sum(__fmul_rn(xv, xv));
+        if ((t & 31) == 0) s_red[t >> 5] = ss;
+        __syncthreads();
+        float tot = 0.0f;
+        for (int j = 0; j < NW; ++j) tot = __fadd_rn(tot, s_red[j]);
+        const float nrm = rsqrtf(__fadd_rn(tot / D, consts[0]));
+        const float w = static_cast<float>(head < HQ ? q_w[t] : k_w[t]);
+        y = mlxprof_rnd<OutT>(__fmul_rn(w, mlxprof_rnd<OutT>(__fmul_rn(xv, nrm))));
+    }
     s_x[t] = y;
     __syncthreads();
     float o = y;
@@ -81,10 +86,10 @@ def _kernel():
 
 
 def supported(attn) -> bool:
-    """An Attention (attention.py) this kernel covers: q/k norms, nn.RoPE,
-    fused q/k/v, head dim <= 1024."""
+    """An Attention (attention.py) this kernel covers: nn.RoPE, fused
+    q/k/v, head dim <= 1024 (with or without q/k norms)."""
     r = attn.rope
-    return (attn.qk_norm and attn.fused and type(r) is nn.RoPE
+    return (attn.fused and type(r) is nn.RoPE
             and attn.head_dim <= 1024 and attn.head_dim % 32 == 0
             and r.dims % 2 == 0 and r.dims <= attn.head_dim)
 
@@ -92,7 +97,8 @@ def supported(attn) -> bool:
 def prepare(attn) -> None:
     """Build and evaluate the kernel's constants (before mx.compile traces)."""
     r = attn.rope
-    c = mx.array([attn.norm_eps, math.log2(r.base), r.scale], mx.float32)
+    eps = attn.norm_eps if attn.qk_norm else 0.0
+    c = mx.array([eps, math.log2(r.base), r.scale], mx.float32)
     mx.eval(c)
     object.__setattr__(attn, "_rope_consts", c)
 
@@ -101,28 +107,47 @@ def qk_norm_rope(attn, p, offset):
     """(q, k, v): normalized, rotated q (B, Hq, 1, D) and k (B, Hk, 1, D)
     heads and the v heads (B, Hk, 1, D), from the fused projection output
     p (B, 1, P) of `attn` at position `offset` (an int32 array). Call
-    prepare(attn) first."""
+    prepare(attn) first. Without q/k norms only RoPE is applied."""
     B = p.shape[0]
     h, hk, d = attn.n_heads, attn.n_kv, attn.head_dim
     r = attn.rope
+    c = attn._rope_consts           # also stands in for the norm weights when there are none
+    qw, kw = (attn.q_norm_w, attn.k_norm_w) if attn.qk_norm else (c, c)
     return _kernel()(
-        inputs=[p, attn.q_norm_w, attn.k_norm_w, offset, attn._rope_consts],
+        inputs=[p, qw, kw, offset, c],
         template=[("OutT", p.dtype), ("HQ", h), ("HK", hk), ("D", d),
-                  ("P", p.shape[-1]), ("DIMS", r.dims), ("TRAD", bool(r.traditional))],
+                  ("P", p.shape[-1]), ("DIMS", r.dims), ("TRAD", bool(r.traditional)),
+                  ("NORM", bool(attn.qk_norm))],
         grid=(d * B * (h + hk), 1, 1), threadgroup=(d, 1, 1),
         output_shapes=[(B, h, 1, d), (B, hk, 1, d), (B, hk, 1, d)],
         output_dtypes=[p.dtype] * 3)
 
 
+def qk_norm_rope_reference(attn, p, offset):
+    """qk_norm_rope() in MLX ops: (q, k, v) heads (B, heads, 1, D) cut from
+    p (B, 1, P), q and k normalized (where `attn` has q/k norms) and rotated."""
+    B = p.shape[0]
+    h, hk, d = attn.n_heads, attn.n_kv, attn.head_dim
+    q = p[..., :h * d].reshape(B, h, 1, d)
+    k = p[..., h * d:(h + hk) * d].reshape(B, hk, 1, d)
+    v = p[..., (h + hk) * d:(h + 2 * hk) * d].reshape(B, hk, 1, d)
+    if attn.qk_norm:
+        q = mx.fast.rms_norm(q, attn.q_norm_w, attn.norm_eps)
+        k = mx.fast.rms_norm(k, attn.k_norm_w, attn.norm_eps)
+    return attn.rope(q, offset=offset), attn.rope(k, offset=offset), v
+
+
 def self_check(attn) -> float:
     """Max relative difference of the kernel vs the op path on random input."""
-    key = (attn.n_heads, attn.n_kv, attn.head_dim, attn.rope.dims)
+    key = (attn.n_heads, attn.n_kv, attn.head_dim, attn.rope.dims, attn.qk_norm)
     return self_checked("qk_norm_rope", key, lambda: _check(attn))
 
 
 def _check(attn) -> float:
     prepare(attn)
-    dt = attn.q_norm_w.dtype
+    qkv = attn.qkv
+    dt = (attn.q_norm_w if attn.qk_norm else qkv["scales"] if "scales" in qkv
+          else qkv["weight"]).dtype
     x = mx.random.normal((1, 1, attn.in_dim), key=mx.random.key(4)).astype(dt)
     off = mx.array(300, mx.int32)
     saved = attn.cuda_rope

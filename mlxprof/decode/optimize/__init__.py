@@ -86,9 +86,9 @@ class Options:
     and the RMSNorm after it one CUDA kernel at one token (cuda_norm.py;
     with combine="cuda" the MoE combine kernel also normalizes); "auto"
     picks it on a CUDA GPU when its self-check passes, else "ops".
-    qk_norm_rope="cuda" runs the q/k RMSNorms and RoPE of a Qwen3-style
-    attention layer as one CUDA kernel at one token (cuda_rope.py); "auto"
-    as above. qmv="cuda" runs each one-row 4-bit projection (the decode
+    qk_norm_rope="cuda" runs the q/k RMSNorms (where the model has them:
+    Qwen3's) and RoPE of an attention layer as one CUDA kernel at one token
+    (cuda_rope.py); "auto" as above. qmv="cuda" runs each one-row 4-bit projection (the decode
     matvecs, lm_head included) with our CUDA kernel (cuda_qmv.py: float32
     sums, more loads in flight than MLX's; a dense MLP's gate_up with its
     SwiGLU in the same kernel); "swiglu" only for the MLPs' gate_up; "auto"

@@ -120,8 +120,8 @@ def _rope_kernel(attn, o) -> None:
     from mlxprof.decode.kernels import cuda_rope
     if not cuda_rope.supported(attn):
         if o.qk_norm_rope == "cuda":
-            raise ValueError("optimize_model: qk_norm_rope='cuda' needs fused q/k/v, "
-                             "q/k norms and nn.RoPE; use 'auto'")
+            raise ValueError("optimize_model: qk_norm_rope='cuda' needs fused q/k/v "
+                             "and nn.RoPE; use 'auto'")
         return
     if o.qk_norm_rope == "auto" and not (on_cuda() and cuda_rope.self_check(attn) < 1e-2):
         return
