@@ -248,6 +248,7 @@ VARIANTS = {   # `fast` with other levers, timed in the same rounds (--variants)
     "experts_cuda": {"experts": "cuda"},
     "attn_cuda": {"attention": "cuda"},
     "attn_ops": {"attention": "ops"},
+    "rope_ops": {"qk_norm_rope": "ops"},
     "no_kernels": {"router": "exact", "combine": "exact", "add_norm": "ops",
                    "qk_norm_rope": "ops", "qmv": "ops", "gated_delta": "ops",
                    "attention": "ops"},
