@@ -459,7 +459,8 @@ def test_experts_auto_routes_inside_gate_up_when_its_check_passes(monkeypatch, r
 def test_decode_attention_reference_equals_mlx_lm(d):
     """cuda_attention's contract in MLX ops (what its kernel is checked
     against on the GPU) is mlx-lm's decode path bit-exactly: the cache
-    buffers sliced to the valid length, then mlx-lm's sdpa (GQA heads)."""
+    buffers sliced to the valid length, then mlx-lm's sdpa (GQA heads), its
+    heads side by side as o_proj takes them."""
     from mlx_lm.models.base import scaled_dot_product_attention
     from mlxprof.decode.kernels.cuda_attention import decode_attention_reference
     ks = mx.random.split(mx.random.key(d), 3)
@@ -468,7 +469,7 @@ def test_decode_attention_reference_equals_mlx_lm(d):
                     for k in ks[1:])
     n, scale = 257, d ** -0.5
     want = scaled_dot_product_attention(q, keys[..., :n, :], values[..., :n, :], cache=None,
-                                        scale=scale, mask=None)
+                                        scale=scale, mask=None).reshape(1, 1, 4 * d)
     got = decode_attention_reference(q, keys, values, mx.array(n, mx.int32), scale)
     assert mx.array_equal(got, want)
 
@@ -544,3 +545,18 @@ def test_rope_kernel_path_wiring(monkeypatch, arch):
                         or cuda_rope.qk_norm_rope_reference(*a))
     assert_same_decode(patched, fast, tokens(40, seed=14), 30, tokens(6, seed=15))
     assert calls
+
+
+def test_decode_out_takes_the_attention_kernels_layout_without_a_reshape():
+    """cuda_attention returns the heads side by side (B, 1, H * D), as o_proj
+    takes them: decode_out adds no Reshape op for it, and gives what the
+    sdpa layout (B, H, 1, D) gives."""
+    orig, fast = model("llama")
+    attn = fast.layers[0].mixer
+    h, d = attn.n_heads, attn.head_dim
+    o4 = mx.random.normal((1, h, 1, d), key=mx.random.key(3))
+    o3 = o4.reshape(1, 1, h * d)
+    mx.eval(o3)
+    assert "Reshape" not in count_ops(attn.decode_out(o3, None))
+    assert "Reshape" in count_ops(attn.decode_out(o4, None))
+    assert mx.array_equal(attn.decode_out(o3, None), attn.decode_out(o4, None))

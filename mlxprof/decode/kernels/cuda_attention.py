@@ -179,7 +179,8 @@ def decode_attention(q, keys, values, n, scale: float):
 
     q (B, H, 1, D); keys, values (B, Hkv, S, D), the KV cache buffers (S
     at least the valid length), all of one dtype; n an int32 array of shape () or (1,), the
-    valid length (at least 1). Returns (B, H, 1, D) in q's dtype.
+    valid length (at least 1). Returns (B, 1, H * D) in q's dtype: the heads
+    side by side, as o_proj takes them (no reshape op after it).
     """
     if not q.dtype == keys.dtype == values.dtype:
         raise ValueError(f"decode_attention: q, keys, values of one dtype, got "
@@ -191,16 +192,18 @@ def decode_attention(q, keys, values, n, scale: float):
         template=[("T", q.dtype), ("H", H), ("HKV", hkv), ("D", D),
                   ("WARPS", WARPS), ("U", UNROLL), ("SCALE_BITS", _scale_bits(scale))],
         grid=(32 * WARPS * B * H, 1, 1), threadgroup=(32 * WARPS, 1, 1),
-        output_shapes=[q.shape], output_dtypes=[q.dtype])
+        output_shapes=[(B, 1, H * D)], output_dtypes=[q.dtype])
     return o
 
 
 def decode_attention_reference(q, keys, values, n, scale: float):
     """decode_attention() in MLX ops: the buffers sliced to n (a Python int
-    or an int array), then mx.fast.scaled_dot_product_attention."""
+    or an int array), then mx.fast.scaled_dot_product_attention, its heads
+    side by side (B, 1, H * D)."""
     n = int(n.item()) if isinstance(n, mx.array) else int(n)
-    return mx.fast.scaled_dot_product_attention(
+    o = mx.fast.scaled_dot_product_attention(
         q, keys[..., :n, :], values[..., :n, :], scale=scale)
+    return o.reshape(q.shape[0], 1, -1)
 
 
 def self_check(B: int, H: int, Hkv: int, D: int, S: int = 300, n: int = 257,

@@ -144,8 +144,10 @@ class Attention(nn.Module):
         return self.rope(q, offset=offset), self.rope(k, offset=offset), v, gate
 
     def decode_out(self, o, gate):
-        """o (B, H, 1, D) from sdpa -> o_proj output (B, 1, hidden)."""
-        o = o.reshape(o.shape[0], 1, -1)
+        """o (B, H, 1, D) from sdpa, or (B, 1, H * D) from cuda_attention
+        (no reshape op then) -> o_proj output (B, 1, hidden)."""
+        if o.ndim == 4:
+            o = o.reshape(o.shape[0], 1, -1)
         if gate is not None:
             o = o * mx.sigmoid(gate)
         return self.o_proj(o)
