@@ -214,15 +214,19 @@ def built(lm, table: dict, names: list[str]) -> tuple[dict, dict]:
 
 
 def yardstick(lm, fast, prompt, steps: int, variants: list[str] = ()) -> dict:
-    """mlx-lm's yardstick dict for `fast` (its "ok" is about `fast` alone) and,
-    under "variants", each YARD_VARIANTS entry's distance, passes, or error."""
+    """mlx-lm's yardstick dict for `fast` (its "ok" is about `fast` alone),
+    under "variants" each YARD_VARIANTS entry's distance, passes, or error,
+    and under "spread" where each table's distance comes from (accuracy.spread)."""
     from dataclasses import asdict, replace
 
-    from mlxprof.decode.accuracy import yardstick as measure
+    from mlxprof.decode.accuracy import judge, logits_tables, spread
     models, errors = built(lm, YARD_VARIANTS, list(variants))
-    y = measure(lm.model, {"fast": fast, **models}, prompt, steps)
+    tables = logits_tables(lm.model, {"fast": fast, **models}, prompt, steps)
+    f32 = tables.pop("float32")
+    y = judge(f32, tables["mlx_lm"], {n: t for n, t in tables.items() if n != "mlx_lm"})
     log(str(y))
     out = replace(y, candidates={"fast": y.candidates["fast"]}).to_dict()
+    out["spread"] = {n: spread(f32, t) for n, t in tables.items()}
     if variants:
         out["variants"] = {**{n: {**asdict(y.candidates[n]), "passes": y.passes(n)}
                               for n in models}, **{n: {"error": e} for n, e in errors.items()}}

@@ -37,7 +37,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxprof.decode.loops import check_args, compare_logits, stream, teacher_forced_logits
 
-__all__ = ["float32_logits", "teacher_forced_tokens", "yardstick", "judge", "distance",
+__all__ = ["float32_logits", "teacher_forced_tokens", "logits_tables", "yardstick",
+           "judge", "distance", "spread",
            "Yardstick", "Distance", "MAX_DIST_RATIO", "MAX_AGREEMENT_DROP", "MIN_CONDITIONED"]
 
 MAX_DIST_RATIO = 1.1       # candidate's distance to float32 <= 1.1x mlx-lm's
@@ -165,6 +166,25 @@ def judge(f32, mlx_lm, tables: dict) -> Yardstick:
                      int(f32.shape[0]))
 
 
+def logits_tables(model, candidates: dict, prompt, steps: int = 128) -> dict:
+    """The teacher-forced logits tables the yardstick compares: "float32",
+    "mlx_lm" and one per candidate, each ``steps`` rows over the same tokens
+    (``prompt`` plus ``steps - 1`` greedy tokens of ``model``).
+
+    Example:
+        >>> t = logits_tables(lm.model, {"fast": fast}, lm.prompt(32))  # doctest: +SKIP
+        >>> judge(t.pop("float32"), t.pop("mlx_lm"), t).ok              # doctest: +SKIP
+        True
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    tokens = teacher_forced_tokens(model, prompt, steps)
+    n_prompt = tokens.size - steps + 1
+    tables = {"mlx_lm": teacher_forced_logits(model, tokens, n_prompt)}
+    tables |= {n: teacher_forced_logits(m, tokens, n_prompt) for n, m in candidates.items()}
+    return {"float32": float32_logits(model, tokens, n_prompt), **tables}
+
+
 def yardstick(model, candidates: dict, prompt, steps: int = 128) -> Yardstick:
     """Hold each candidate model to mlx-lm's own distance from float32.
 
@@ -177,10 +197,25 @@ def yardstick(model, candidates: dict, prompt, steps: int = 128) -> Yardstick:
         >>> y = yardstick(lm.model, {"fast": fast}, lm.prompt(32))  # doctest: +SKIP
         >>> print(y)                                                # doctest: +SKIP
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    tokens = teacher_forced_tokens(model, prompt, steps)
-    n_prompt = tokens.size - steps + 1
-    mlx_lm = teacher_forced_logits(model, tokens, n_prompt)
-    tables = {n: teacher_forced_logits(m, tokens, n_prompt) for n, m in candidates.items()}
-    return judge(float32_logits(model, tokens, n_prompt), mlx_lm, tables)
+    tables = logits_tables(model, candidates, prompt, steps)
+    return judge(tables.pop("float32"), tables.pop("mlx_lm"), tables)
+
+
+def spread(f32, table) -> dict:
+    """Where a table's distance to float32 comes from, beyond its one maximum:
+    each row's max |diff| / max |f32| as quantiles over the rows, the mean
+    |diff| / max |f32|, and the row and column of the largest difference.
+
+    Example:
+        >>> s = spread(mx.zeros((4, 3)) + 1, mx.ones((4, 3)) + mx.eye(4, 3))
+        >>> s["row_p50"], s["argmax_row"], s["argmax_col"]
+        (1.0, 0, 0)
+    """
+    diff = mx.abs(table.astype(mx.float32) - f32)
+    scale = max(mx.abs(f32).max().item(), 1e-30)
+    rows = mx.sort(diff.max(axis=1)) / scale
+    q = lambda p: rows[min(int(p * rows.size), rows.size - 1)].item()
+    at = divmod(int(mx.argmax(diff).item()), diff.shape[1])
+    return {"row_p50": q(0.5), "row_p90": q(0.9), "max": rows[-1].item(),
+            "mean": (diff.mean() / scale).item(), "argmax_row": at[0], "argmax_col": at[1],
+            "f32_at_argmax": f32[at].item()}
