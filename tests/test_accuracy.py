@@ -10,7 +10,8 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlxprof.decode.accuracy import Distance, Yardstick, float32_logits, yardstick
+from mlxprof.decode.accuracy import (Distance, Yardstick, float32_logits, judge,
+                                     logits_tables, spread, yardstick)
 from mlxprof.decode.optimize import optimize_model
 from mlxprof.lab import models
 from mlxprof.lab.models import synthetic
@@ -94,6 +95,26 @@ def test_the_bar_is_relative_to_mlx_lm():
     assert Yardstick(Distance(0.03, 0.9499, 1.0), {}, 128).conditioned is False
     d = y(Distance(0.02, 0.97, 0.98)).to_dict()
     assert d["c"]["passes"] and d["ok"] and d["mlx_lm"]["rel_max_diff"] == 0.030
+
+
+def test_spread_locates_the_largest_difference_and_the_typical_one():
+    f32 = mx.ones((10, 4)) * mx.array([1.0, -2.0, 4.0, 0.5])
+    table = f32 + 0.01
+    table[7, 1] = -2.5                               # one outlier: 0.5 off, max |f32| is 4
+    s = spread(f32, table)
+    assert (s["argmax_row"], s["argmax_col"], s["f32_at_argmax"]) == (7, 1, -2.0)
+    assert s["max"] == pytest.approx(0.5 / 4) and s["row_p50"] == pytest.approx(0.01 / 4, rel=1e-3)
+    assert s["row_p50"] <= s["row_p90"] <= s["max"] and 0 < s["mean"] < s["max"]
+
+
+def test_yardstick_is_judge_over_logits_tables():
+    m = lm("qwen3-8b")
+    fast = optimize_model(m.model)
+    tables = logits_tables(m.model, {"fast": fast}, m.prompt(8), 6)
+    assert list(tables) == ["float32", "mlx_lm", "fast"]
+    assert all(t.shape == (6, m.vocab_size) and t.dtype == mx.float32 for t in tables.values())
+    by_hand = judge(tables.pop("float32"), tables.pop("mlx_lm"), tables)
+    assert by_hand == yardstick(m.model, {"fast": fast}, m.prompt(8), 6)
 
 
 def test_yardstick_rejects_bad_steps():

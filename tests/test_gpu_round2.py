@@ -27,6 +27,9 @@ def test_gpu_round2_tiny_writes_every_stage(tmp_path):
         assert st["determinism"]["identical"] is True
         assert len(st["determinism"]["fast"]["tokens"]) == 3
         assert st["yardstick"]["n_rows"] == 4 and "fast" in st["yardstick"]
+        spread = st["yardstick"]["spread"]
+        assert set(spread) == {"mlx_lm", "fast", "qmv_ops"} | ({"moe_ops"} & set(spread))
+        assert abs(spread["fast"]["max"] / st["yardstick"]["fast"]["rel_max_diff"] - 1) < 1e-6
         assert st["rounds"]["n_rounds"] == 2 and len(st["rounds"]["raw"]) == 2
         assert st["rounds"]["raw"][1]["order"] == ["fast", "fast_qmv_ops", "pipelined", "mlx_lm"]
         assert st["rounds"]["variants"]["fast_qmv_ops"]["decode"]["ratio_median"] > 0

@@ -146,17 +146,28 @@ def _variant(name: str, d: dict) -> str:
     return f"{_dist(name, d)} {'passes' if d['passes'] else 'FAILS'}"
 
 
+def _spread(y: dict) -> str:
+    """' Typical differences (...)' from a yardstick's spread, or ''."""
+    if not y.get("spread"):
+        return ""
+    return (" Typical differences (median over the steps of each step's max diff / mean diff): "
+            + "; ".join(f"{n} {s['row_p50']:.4f} / {s['mean']:.5f}" for n, s in y["spread"].items())
+            + ".")
+
+
 def _variant_lines(models: dict) -> list[str]:
     """The section under the table: each call's yardstick variants, per model."""
     rows = [f"- {model}, {call} ({y['n_rows']} steps): {_dist('mlx_lm', y['mlx_lm'])}; "
-            + "; ".join(_variant(n, d) for n, d in y["variants"].items())
+            + "; ".join(_variant(n, d) for n, d in y["variants"].items()) + "." + _spread(y)
             for model, m in models.items() for call, y in m["yardstick_variants"]]
     if not rows:
         return []
     return ["", "## Yardstick variants", "",
             "`fast` with one lever changed, measured against the same float32 reference "
             "in the same call (max diff / argmax agreement; the bar is mlx_lm's, as in the "
-            "table).", ""] + rows
+            "table). Where the call stored each table's spread (`accuracy.spread`), the typical "
+            "differences follow: the largest difference of one table can move between paths "
+            "whose typical differences are the same.", ""] + rows
 
 
 def _ratio(m: Measurement) -> str:
