@@ -80,7 +80,9 @@ def test_a_later_run_pools_pipelined_rounds_and_lists_yardstick_variants(tmp_pat
     yard = {"n_rows": 4, "mlx_lm": _dist(0.01, 1.0), "fast": _dist(0.011, 1.0, passes=True),
             "ok": True, "conditioned": True,
             "variants": {"qmv_ops": _dist(0.012, 0.75, passes=False),
-                         "moe_ops": {"error": "TypeError: no field experts"}}}
+                         "moe_ops": {"error": "TypeError: no field experts"}},
+            "spread": {"mlx_lm": {"row_p50": 0.004, "mean": 0.0011},
+                       "qmv_ops": {"row_p50": 0.005, "mean": 0.0012}}}
     _round2_call(run, "call1", [(100.0, 180.0), (110.0, 187.0)], pipelined=(96.0, 110.0),
                  yardstick=yard)
     _round2_call(run, "call2", [(90.0, 153.0), (105.0, 178.5)])
@@ -94,7 +96,9 @@ def test_a_later_run_pools_pipelined_rounds_and_lists_yardstick_variants(tmp_pat
     assert "| >= 1.6x | yes | 0.98x [0.96-1.00]* |" in row
     assert "fast 0.0110 / 1.000 (4 steps): passes" in row
     assert ("- qwen3-8b, call1 (4 steps): mlx_lm 0.0100 / 1.000; qmv_ops 0.0120 / 0.750 "
-            "FAILS; moe_ops not built (TypeError: no field experts)") in page
+            "FAILS; moe_ops not built (TypeError: no field experts). Typical differences (median "
+            "over the steps of each step's max diff / mean diff): mlx_lm 0.0040 / 0.00110; "
+            "qmv_ops 0.0050 / 0.00120.") in page
 
 
 def test_a_run_without_pipelined_says_so(tmp_path):
