@@ -19,6 +19,11 @@ The bar for a candidate (``Yardstick.ok``): its ``rel_max_diff`` is at most
 mlx-lm's bf16 argmax agrees with float32 on >= 95% of the steps (on a chaotic
 model, bf16 and float32 disagree everywhere and any loop would "pass").
 
+``rel_max_diff`` is one entry of the whole table: in half precision it can
+move between paths that round in different places while their typical
+differences stay the same. ``spread`` shows those (quantiles of each step's
+largest difference, the mean) beside it; ``logits_tables`` gives the tables.
+
 Example:
     >>> from mlxprof.lab import models                        # doctest: +SKIP
     >>> from mlxprof.decode.optimize import optimize_model     # doctest: +SKIP
